@@ -1,0 +1,62 @@
+// swift-tools-version:6.0
+// swift-dmd2: a CPU-first, readable reference implementation of DMD2 (Yin et al., NeurIPS 2024)
+// and the EDM teacher it distils. The target graph is the architecture:
+//
+//   CBLIS, CFFTW        system libraries (BLIS GEMM, FFTW 2-D real FFTs)
+//   SafeTensors         the checkpoint / fixture file format (pure Swift)
+//   DMD2Core            Tensor<T>, the Backend seam (CPU backend: SIMD + BLIS), autograd tape
+//   DMD2Ops             every differentiable op: forward and backward side by side
+//   _GradCheck          test support: finite-difference, adjoint and Float-vs-Double checks
+//   dmd2                the command-line tool, one subcommand per job
+import PackageDescription
+
+// Hot paths are SIMD code: the compiler must target AVX2/FMA or SIMD math turns into
+// per-lane library calls (../shared/docs/PERF-NOTES.md). `unsafeFlags` is allowed in a root package.
+let simd: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "haswell"]),
+]
+
+let package = Package(
+    name: "swift-dmd2",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "DMD2Core", targets: ["DMD2Core"]),
+        .library(name: "DMD2Ops", targets: ["DMD2Ops"]),
+        .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .executable(name: "dmd2", targets: ["dmd2"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLIS", path: "Sources/CBLIS"),
+        .systemLibrary(name: "CFFTW", path: "Sources/CFFTW"),
+        .target(name: "SafeTensors"),
+        .target(
+            name: "DMD2Core",
+            dependencies: [
+                "CBLIS",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ],
+            swiftSettings: simd),
+        .target(name: "DMD2Ops", dependencies: ["DMD2Core"], swiftSettings: simd),
+        .target(name: "_GradCheck", dependencies: ["DMD2Core", "DMD2Ops"], swiftSettings: simd),
+        .executableTarget(
+            name: "dmd2",
+            dependencies: [
+                "DMD2Core", "DMD2Ops", "_GradCheck",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: simd),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"],
+                    resources: [.copy("Resources")]),
+        .testTarget(name: "DMD2CoreTests", dependencies: ["DMD2Core", "_GradCheck"], swiftSettings: simd),
+        .testTarget(
+            name: "DMD2OpsTests",
+            dependencies: ["DMD2Core", "DMD2Ops", "_GradCheck", "SafeTensors"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: simd),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,333 @@
+// The fast CPU backend: BLIS for GEMM, explicit SIMD loops for elementwise work, and every
+// loop split over `Threads.count` cores in fixed chunks (deterministic for a fixed count).
+//
+// This file holds the GEMM, elementwise, reduction and layout families; the convolution,
+// resampling, normalisation and softmax families are in CPUBackend+*.swift beside it.
+import CBLIS
+import RealModule
+import Synchronization
+
+public final class CPUBackend: Backend {
+    public let name = "cpu"
+    public init() {}
+
+    /// Elements per parallel chunk below which a loop stays on one thread.
+    public static let elementwiseGrain = 1 << 15
+
+    // MARK: GEMM
+
+    /// Whether BLIS currently forces packing (a global BLIS setting; GEMMs are serialised).
+    private static let gemmLock = Mutex<Bool?>(nil)
+
+    /// Conv-shaped GEMMs run 2–3× faster with A and B packed, tiny ones slower
+    /// (PERF-NOTES.md); this is the per-call choice.
+    @inlinable
+    public static func shouldPack(m: Int, n: Int, k: Int) -> Bool {
+        Double(m) * Double(n) * Double(k) >= 96 * 96 * 96
+    }
+
+    public func gemm<T: TensorScalar>(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: T, a: UnsafePointer<T>, lda: Int,
+        b: UnsafePointer<T>, ldb: Int,
+        beta: T, c: UnsafeMutablePointer<T>, ldc: Int
+    ) {
+        guard m > 0, n > 0 else { return }
+        guard k > 0 else {
+            // BLIS would scale C by β; keep that meaning explicitly (α·0 contributes nothing).
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        let pack = Self.shouldPack(m: m, n: n, k: k)
+        Self.gemmLock.withLock { packing in
+            if packing != pack {
+                bli_pack_set_pack_a(pack)
+                bli_pack_set_pack_b(pack)
+                packing = pack
+            }
+            T.blasGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                       a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
+    }
+
+    // MARK: Elementwise
+
+    public func unary<T: TensorScalar>(_ op: UnaryOp, _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>) {
+        precondition(x.count == y.count, "unary \(op): \(x.count) inputs, \(y.count) outputs")
+        switch op {
+        case .neg: mapSIMD(x, y, { -$0 }, { -$0 })
+        case .square: mapSIMD(x, y, { $0 * $0 }, { $0 * $0 })
+        case .abs: mapSIMD(x, y, { $0.replacing(with: -$0, where: $0 .< 0) }, { Swift.abs($0) })
+        case .sqrt: mapSIMD(x, y, { $0.squareRoot() }, { $0.squareRoot() })
+        case .sign: mapScalar(x, y) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
+        case .exp: mapScalar(x, y) { T.exp($0) }
+        case .log: mapScalar(x, y) { T.log($0) }
+        case .tanh: mapScalar(x, y) { T.tanh($0) }
+        case .sigmoid: mapScalar(x, y) { Scalars.sigmoid($0) }
+        case .silu: mapScalar(x, y) { $0 * Scalars.sigmoid($0) }
+        case .softplus: mapScalar(x, y) { Scalars.softplus($0) }
+        }
+    }
+
+    public func binary<T: TensorScalar>(
+        _ op: BinaryOp, _ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>,
+        _ y: UnsafeMutableBufferPointer<T>
+    ) {
+        precondition(a.count == b.count && a.count == y.count,
+                     "binary \(op): operand counts \(a.count), \(b.count), \(y.count) differ")
+        switch op {
+        case .add: zipSIMD(a, b, y, { $0 + $1 }, { $0 + $1 })
+        case .sub: zipSIMD(a, b, y, { $0 - $1 }, { $0 - $1 })
+        case .mul: zipSIMD(a, b, y, { $0 * $1 }, { $0 * $1 })
+        case .div: zipSIMD(a, b, y, { $0 / $1 }, { $0 / $1 })
+        case .maximum: zipSIMD(a, b, y, { $0.replacing(with: $1, where: $1 .> $0) }, { Swift.max($0, $1) })
+        case .minimum: zipSIMD(a, b, y, { $0.replacing(with: $1, where: $1 .< $0) }, { Swift.min($0, $1) })
+        // σ'(x) = σ(x)·σ(−x): both factors stay accurate where 1 − σ(x) would round to 0.
+        case .sigmoidBackward: zipScalar(a, b, y) { x, g in Scalars.sigmoid(x) * Scalars.sigmoid(-x) * g }
+        case .siluBackward:
+            zipScalar(a, b, y) { x, g in g * Scalars.sigmoid(x) * (1 + x * Scalars.sigmoid(-x)) }
+        case .softplusBackward: zipScalar(a, b, y) { x, g in Scalars.sigmoid(x) * g }
+        case .tanhBackward: zipScalar(a, b, y) { x, g in let t = T.tanh(x); return (1 - t * t) * g }
+        }
+    }
+
+    public func affine<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, scale: T, shift: T, _ y: UnsafeMutableBufferPointer<T>) {
+        precondition(x.count == y.count, "affine: \(x.count) inputs, \(y.count) outputs")
+        let vs = SIMD8<T>(repeating: scale), vb = SIMD8<T>(repeating: shift)
+        mapSIMD(x, y, { $0 * vs + vb }, { $0 * scale + shift })
+    }
+
+    public func nanToNum<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, nan: T, posInf: T, negInf: T, _ y: UnsafeMutableBufferPointer<T>) {
+        precondition(x.count == y.count, "nanToNum: \(x.count) inputs, \(y.count) outputs")
+        mapScalar(x, y) { v in v.isNaN ? nan : (v == .infinity ? posInf : (v == -.infinity ? negInf : v)) }
+    }
+
+    // SIMD8 loop with a scalar tail, split over cores.
+    @inlinable
+    func mapSIMD<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>,
+        _ vector: (SIMD8<T>) -> SIMD8<T>, _ scalar: (T) -> T
+    ) {
+        let xs = x.baseAddress!, ys = y.baseAddress!
+        parallelChunks(x.count, minChunk: Self.elementwiseGrain) { range in
+            var i = range.lowerBound
+            while i + 8 <= range.upperBound {
+                let v = UnsafeRawPointer(xs + i).loadUnaligned(as: SIMD8<T>.self)
+                UnsafeMutableRawPointer(ys + i).storeBytes(of: vector(v), as: SIMD8<T>.self)
+                i += 8
+            }
+            while i < range.upperBound { ys[i] = scalar(xs[i]); i += 1 }
+        }
+    }
+
+    @inlinable
+    func zipSIMD<T: TensorScalar>(
+        _ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>,
+        _ vector: (SIMD8<T>, SIMD8<T>) -> SIMD8<T>, _ scalar: (T, T) -> T
+    ) {
+        guard let ap = a.baseAddress, let bp = b.baseAddress, let yp = y.baseAddress else { return }
+        parallelChunks(a.count, minChunk: Self.elementwiseGrain) { range in
+            var i = range.lowerBound
+            while i + 8 <= range.upperBound {
+                let va = UnsafeRawPointer(ap + i).loadUnaligned(as: SIMD8<T>.self)
+                let vb = UnsafeRawPointer(bp + i).loadUnaligned(as: SIMD8<T>.self)
+                UnsafeMutableRawPointer(yp + i).storeBytes(of: vector(va, vb), as: SIMD8<T>.self)
+                i += 8
+            }
+            while i < range.upperBound { yp[i] = scalar(ap[i], bp[i]); i += 1 }
+        }
+    }
+
+    // Transcendental maps: the scalar function in a tight loop (vectorised by the compiler
+    // where it can). Accuracy matters more than speed here: Double runs gradient checks.
+    @inlinable
+    func mapScalar<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>, _ f: (T) -> T) {
+        guard let xs = x.baseAddress, let ys = y.baseAddress else { return }
+        parallelChunks(x.count, minChunk: Self.elementwiseGrain / 4) { range in
+            for i in range { ys[i] = f(xs[i]) }
+        }
+    }
+
+    @inlinable
+    func zipScalar<T: TensorScalar>(
+        _ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>, _ f: (T, T) -> T
+    ) {
+        guard let ap = a.baseAddress, let bp = b.baseAddress, let yp = y.baseAddress else { return }
+        parallelChunks(a.count, minChunk: Self.elementwiseGrain / 4) { range in
+            for i in range { yp[i] = f(ap[i], bp[i]) }
+        }
+    }
+
+    // MARK: Reductions
+
+    public func sumAxis<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, outer: Int, reduced: Int, inner: Int, _ y: UnsafeMutableBufferPointer<T>
+    ) {
+        precondition(x.count == outer * reduced * inner && y.count == outer * inner,
+                     "sumAxis: buffers \(x.count)/\(y.count) do not match [\(outer), \(reduced), \(inner)]")
+        guard let xs = x.baseAddress, let ys = y.baseAddress else { return }
+        if inner == 1 {
+            parallelFor(outer, minChunk: Swift.max(1, 4096 / Swift.max(1, reduced))) { o in
+                ys[o] = Self.sumContiguous(xs + o * reduced, reduced)
+            }
+        } else {
+            parallelFor(outer) { o in
+                let out = ys + o * inner
+                out.update(repeating: 0, count: inner)
+                for r in 0..<reduced {
+                    let row = xs + (o * reduced + r) * inner
+                    for i in 0..<inner { out[i] += row[i] }
+                }
+            }
+        }
+    }
+
+    public func sum<T: TensorScalar>(_ x: UnsafeBufferPointer<T>) -> T {
+        guard let xs = x.baseAddress else { return 0 }
+        let chunks = Swift.min(Threads.count, Swift.max(1, x.count / Self.elementwiseGrain))
+        var partial = [T](repeating: 0, count: chunks)
+        partial.withUnsafeMutableBufferPointer { p in
+            let pp = p.baseAddress!
+            parallelFor(chunks) { c in
+                let r = chunkRange(c, of: chunks, total: x.count)
+                pp[c] = Self.sumContiguous(xs + r.lowerBound, r.count)
+            }
+        }
+        return partial.reduce(0, +)
+    }
+
+    public func dot<T: TensorScalar>(_ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>) -> T {
+        precondition(a.count == b.count, "dot: lengths \(a.count) and \(b.count) differ")
+        guard let ap = a.baseAddress, let bp = b.baseAddress else { return 0 }
+        let chunks = Swift.min(Threads.count, Swift.max(1, a.count / Self.elementwiseGrain))
+        var partial = [T](repeating: 0, count: chunks)
+        partial.withUnsafeMutableBufferPointer { p in
+            let pp = p.baseAddress!
+            parallelFor(chunks) { c in
+                let r = chunkRange(c, of: chunks, total: a.count)
+                var acc = SIMD8<T>(repeating: 0)
+                var i = r.lowerBound
+                while i + 8 <= r.upperBound {
+                    let va = UnsafeRawPointer(ap + i).loadUnaligned(as: SIMD8<T>.self)
+                    let vb = UnsafeRawPointer(bp + i).loadUnaligned(as: SIMD8<T>.self)
+                    acc.addProduct(va, vb)
+                    i += 8
+                }
+                var s = acc.sum()
+                while i < r.upperBound { s += ap[i] * bp[i]; i += 1 }
+                pp[c] = s
+            }
+        }
+        return partial.reduce(0, +)
+    }
+
+    /// Σ of n contiguous values with eight SIMD accumulators (fixed order).
+    @inlinable
+    static func sumContiguous<T: TensorScalar>(_ p: UnsafePointer<T>, _ n: Int) -> T {
+        var acc = SIMD8<T>(repeating: 0)
+        var i = 0
+        while i + 8 <= n {
+            acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<T>.self)
+            i += 8
+        }
+        var s = acc.sum()
+        while i < n { s += p[i]; i += 1 }
+        return s
+    }
+
+    // MARK: Layout
+
+    public func permute<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, shape: [Int], permutation: [Int], _ y: UnsafeMutableBufferPointer<T>
+    ) {
+        precondition(permutation.sorted() == Array(0..<shape.count), "permute: \(permutation) is not a permutation of \(shape.count) axes")
+        let inStrides = contiguousStrides(shape)
+        let outShape = permutation.map { shape[$0] }
+        let srcStrides = permutation.map { inStrides[$0] }
+        stridedCopy(x, outShape: outShape, srcStrides: srcStrides, y)
+    }
+
+    public func broadcast<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, shape: [Int], to outShape: [Int], _ y: UnsafeMutableBufferPointer<T>
+    ) {
+        precondition(shape.count == outShape.count && Swift.zip(shape, outShape).allSatisfy { $0 == $1 || $0 == 1 },
+                     "broadcast: cannot broadcast \(shape) to \(outShape)")
+        let strides = contiguousStrides(shape)
+        let srcStrides = (0..<shape.count).map { shape[$0] == 1 ? 0 : strides[$0] }
+        stridedCopy(x, outShape: outShape, srcStrides: srcStrides, y)
+    }
+
+    public func copyRows<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, xStride: Int, xOffset: Int,
+        _ y: UnsafeMutableBufferPointer<T>, yStride: Int, yOffset: Int, rows: Int, count: Int
+    ) {
+        guard rows > 0, count > 0 else { return }
+        precondition(xOffset + (rows - 1) * xStride + count <= x.count && yOffset + (rows - 1) * yStride + count <= y.count,
+                     "copyRows: rows exceed a buffer")
+        let xs = x.baseAddress!, ys = y.baseAddress!
+        parallelFor(rows, minChunk: Swift.max(1, Self.elementwiseGrain / count)) { r in
+            (ys + r * yStride + yOffset).update(from: xs + r * xStride + xOffset, count: count)
+        }
+    }
+
+    /// y (contiguous, `outShape`) ← x read with `srcStrides` (0 for broadcast axes).
+    func stridedCopy<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, outShape: [Int], srcStrides: [Int], _ y: UnsafeMutableBufferPointer<T>
+    ) {
+        let total = outShape.elementCount
+        precondition(y.count == total, "strided copy: output holds \(y.count), shape \(outShape) needs \(total)")
+        guard total > 0 else { return }
+        let xs = x.baseAddress!, ys = y.baseAddress!
+        let rank = outShape.count
+        if rank == 0 { ys[0] = xs[0]; return }
+        let innerN = outShape[rank - 1], innerStride = srcStrides[rank - 1]
+        let rows = total / innerN
+        let outerShape = Array(outShape.dropLast()), outerStrides = Array(srcStrides.dropLast())
+        parallelChunks(rows, minChunk: Swift.max(1, 4096 / innerN)) { range in
+            // Odometer over the outer axes, starting at this chunk's first row.
+            var index = [Int](repeating: 0, count: outerShape.count)
+            var rem = range.lowerBound
+            for d in stride(from: outerShape.count - 1, through: 0, by: -1) {
+                index[d] = rem % outerShape[d]; rem /= outerShape[d]
+            }
+            var src = Swift.zip(index, outerStrides).reduce(0) { $0 + $1.0 * $1.1 }
+            for row in range {
+                let dst = ys + row * innerN
+                if innerStride == 1 {
+                    dst.update(from: xs + src, count: innerN)
+                } else {
+                    for j in 0..<innerN { dst[j] = xs[src + j * innerStride] }
+                }
+                var d = outerShape.count - 1
+                while d >= 0 {
+                    index[d] += 1; src += outerStrides[d]
+                    if index[d] < outerShape[d] { break }
+                    src -= outerStrides[d] * outerShape[d]; index[d] = 0; d -= 1
+                }
+            }
+        }
+    }
+}
+
+/// Row-major strides of a contiguous shape.
+@inlinable
+public func contiguousStrides(_ shape: [Int]) -> [Int] {
+    var strides = [Int](repeating: 1, count: shape.count)
+    var s = 1
+    for d in stride(from: shape.count - 1, through: 0, by: -1) { strides[d] = s; s *= shape[d] }
+    return strides
+}
+
+/// Numerically stable scalar activations shared by the backends.
+public enum Scalars {
+    /// σ(x) = 1/(1+e^{−x}), evaluated without overflow for large |x|.
+    @inlinable public static func sigmoid<T: TensorScalar>(_ x: T) -> T {
+        if x >= 0 { return 1 / (1 + T.exp(-x)) }
+        let e = T.exp(x)
+        return e / (1 + e)
+    }
+    /// softplus(x) = ln(1 + eˣ) = max(x, 0) + ln(1 + e^{−|x|}).
+    @inlinable public static func softplus<T: TensorScalar>(_ x: T) -> T {
+        Swift.max(x, 0) + T.log(onePlus: T.exp(-Swift.abs(x)))
+    }
+}

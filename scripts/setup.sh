@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system libraries swift-dmd2 links (BLIS, FFTW3) and the embedded default data
+# (Debian's Fashion-MNIST), with apt, only when they are missing. Safe to run repeatedly.
+set -euo pipefail
+need=()
+[ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libblis-dev)
+dpkg -s libblis-dev >/dev/null 2>&1 || need+=(libblis-dev)
+dpkg -s libfftw3-dev >/dev/null 2>&1 || need+=(libfftw3-dev)
+dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || need+=(dataset-fashion-mnist)
+if [ ${#need[@]} -gt 0 ]; then
+    mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+    echo "setup: installing ${need[*]}" >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian installs BLIS's OpenMP build by default (faster than pthreads here, PERF-NOTES.md);
+# report which one is active so a slow run can be explained.
+if [ -n "${DMD2_SETUP_VERBOSE:-}" ]; then
+    readlink -f /usr/lib/x86_64-linux-gnu/libblis.so.4 || true
+fi
