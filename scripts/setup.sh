@@ -6,6 +6,7 @@ need=()
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libblis-dev)
 dpkg -s libblis-dev >/dev/null 2>&1 || need+=(libblis-dev)
 dpkg -s libfftw3-dev >/dev/null 2>&1 || need+=(libfftw3-dev)
+dpkg -s libpng-dev >/dev/null 2>&1 || need+=(libpng-dev)
 dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
     mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

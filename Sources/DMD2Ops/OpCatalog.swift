@@ -13,5 +13,15 @@ public enum OpCatalog {
         "sum", "mean",
         // Linear algebra (Matmul.swift)
         "matmul", "linear",
+        // Convolution and resampling (Conv2D.swift, Resample.swift)
+        "conv2d", "avgPool2x2", "upsampleNearest2x",
+        // Normalisation and attention (GroupNorm.swift, Softmax.swift, Attention.swift)
+        "groupNorm", "softmax", "attention",
+        // Shapes and channels (Shape.swift, Channels.swift)
+        "reshape", "permute", "concat", "slice",
+        // Embedding, dropout, numerics (Embedding.swift, Dropout.swift, NanToNum.swift)
+        "sinusoidalEmbedding", "dropout", "nanToNum",
+        // Losses (Losses.swift)
+        "mseLoss", "weightedMSELoss", "softplusLoss",
     ]
 }

@@ -52,6 +52,7 @@ public struct OpCase: @unchecked Sendable {
 
 public struct GradCheckFailure: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 public enum GradCheck {

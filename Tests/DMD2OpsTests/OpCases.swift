@@ -3,11 +3,14 @@
 import DMD2Core
 import DMD2Ops
 import _GradCheck
+import Foundation
+import SafeTensors
 import XCTest
 
 enum AllOpCases {
     static var all: [OpCase] {
         ElementwiseCases.all + ReduceCases.all + MatmulCases.all
+            + ConvCases.all + NormCases.all + ShapeCases.all + LossCases.all
     }
 }
 
@@ -31,8 +34,20 @@ func runChecks(_ cases: [OpCase], file: StaticString = #filePath, line: UInt = #
     }
 }
 
-/// Deterministic test inputs.
-func randn(_ shape: [Int], seed: UInt64, scale: Double = 1, shift: Double = 0) -> Tensor<Double> {
-    var rng = RandomGenerator(seed: seed)
-    return rng.normal(shape, mean: shift, std: scale)
+/// A committed PyTorch fixture from Tests/DMD2OpsTests/Fixtures (see reference/make_fixtures.py).
+func fixture(_ name: String) throws -> SafeTensorsFile {
+    guard let url = Bundle.module.url(forResource: name, withExtension: "safetensors", subdirectory: "Fixtures") else {
+        throw GradCheckFailure(description: "fixture \(name).safetensors is missing from Tests/DMD2OpsTests/Fixtures; regenerate with python3 reference/make_fixtures.py")
+    }
+    let file = try SafeTensorsFile(contentsOf: url)
+    guard file.metadata["format"] == "swift-dmd2-fixture", file.metadata["version"] == "1" else {
+        throw GradCheckFailure(description: "\(name).safetensors: not a version-1 swift-dmd2 fixture (metadata \(file.metadata)); regenerate it")
+    }
+    return file
 }
+
+/// The case names of a fixture file: every metadata key except the file-level ones.
+func fixtureCases(_ file: SafeTensorsFile) -> [String] {
+    file.metadata.keys.filter { !["format", "version", "generator", "torch"].contains($0) }.sorted()
+}
+

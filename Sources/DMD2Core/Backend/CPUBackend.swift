@@ -66,6 +66,8 @@ public final class CPUBackend: Backend {
         case .sigmoid: mapScalar(x, y) { Scalars.sigmoid($0) }
         case .silu: mapScalar(x, y) { $0 * Scalars.sigmoid($0) }
         case .softplus: mapScalar(x, y) { Scalars.softplus($0) }
+        case .sin: mapScalar(x, y) { T.sin($0) }
+        case .cos: mapScalar(x, y) { T.cos($0) }
         }
     }
 

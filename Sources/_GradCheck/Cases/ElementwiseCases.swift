@@ -1,10 +1,8 @@
 import DMD2Core
 import DMD2Ops
-import _GradCheck
-import XCTest
 
-enum ElementwiseCases {
-    static var all: [OpCase] {
+public enum ElementwiseCases {
+    public static var all: [OpCase] {
         var cases: [OpCase] = []
         // Broadcasting binary ops: same shape, a bias-like [C,1,1] operand, and a scalar.
         let shapes: [([Int], [Int])] = [([2, 3, 2], [2, 3, 2]), ([2, 3, 2], [3, 1]), ([2, 3], [])]
@@ -46,9 +44,4 @@ enum ElementwiseCases {
         cases.append(OpCase("sigmoid", "large |x|", inputs: [big], double: { sigmoid($0[0]) }, float: { sigmoid($0[0]) }))
         return cases
     }
-}
-
-final class ElementwiseGradTests: XCTestCase {
-    override func setUp() { Threads.count = 2 }
-    func testGradientChecks() { runChecks(ElementwiseCases.all) }
 }

@@ -1,0 +1,7 @@
+// Every op family's gradient-check cases. `OpCatalog.all` must be covered (OpCoverageTests).
+
+public enum AllOpCases {
+    public static var all: [OpCase] {
+        ElementwiseCases.all + ReduceCases.all + MatmulCases.all
+    }
+}

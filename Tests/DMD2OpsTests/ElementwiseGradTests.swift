@@ -1,0 +1,9 @@
+import DMD2Core
+import DMD2Ops
+import _GradCheck
+import XCTest
+
+final class ElementwiseGradTests: XCTestCase {
+    override func setUp() { Threads.count = 2 }
+    func testGradientChecks() { runChecks(ElementwiseCases.all) }
+}
