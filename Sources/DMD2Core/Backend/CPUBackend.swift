@@ -60,6 +60,9 @@ public final class CPUBackend: Backend {
         case .abs: mapSIMD(x, y, { $0.replacing(with: -$0, where: $0 .< 0) }, { Swift.abs($0) })
         case .sqrt: mapSIMD(x, y, { $0.squareRoot() }, { $0.squareRoot() })
         case .sign: mapScalar(x, y) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
+        case .exp where T.self == Float.self: mapFloatSIMD(x, y) { SIMDMath.exp($0) }
+        case .sigmoid where T.self == Float.self: mapFloatSIMD(x, y) { SIMDMath.sigmoid($0) }
+        case .silu where T.self == Float.self: mapFloatSIMD(x, y) { $0 * SIMDMath.sigmoid($0) }
         case .exp: mapScalar(x, y) { T.exp($0) }
         case .log: mapScalar(x, y) { T.log($0) }
         case .tanh: mapScalar(x, y) { T.tanh($0) }
@@ -85,6 +88,10 @@ public final class CPUBackend: Backend {
         case .maximum: zipSIMD(a, b, y, { $0.replacing(with: $1, where: $1 .> $0) }, { Swift.max($0, $1) })
         case .minimum: zipSIMD(a, b, y, { $0.replacing(with: $1, where: $1 .< $0) }, { Swift.min($0, $1) })
         // σ'(x) = σ(x)·σ(−x): both factors stay accurate where 1 − σ(x) would round to 0.
+        case .siluBackward where T.self == Float.self:
+            zipFloatSIMD(a, b, y) { x, g in g * SIMDMath.sigmoid(x) * (1 + x * SIMDMath.sigmoid(-x)) }
+        case .sigmoidBackward where T.self == Float.self:
+            zipFloatSIMD(a, b, y) { x, g in SIMDMath.sigmoid(x) * SIMDMath.sigmoid(-x) * g }
         case .sigmoidBackward: zipScalar(a, b, y) { x, g in Scalars.sigmoid(x) * Scalars.sigmoid(-x) * g }
         case .siluBackward:
             zipScalar(a, b, y) { x, g in g * Scalars.sigmoid(x) * (1 + x * Scalars.sigmoid(-x)) }
@@ -137,6 +144,55 @@ public final class CPUBackend: Backend {
                 i += 8
             }
             while i < range.upperBound { yp[i] = scalar(ap[i], bp[i]); i += 1 }
+        }
+    }
+
+    // Float-only SIMD paths for the transcendental activations (SIMDMath); the scalar tail uses
+    // the same SIMD function on a padded vector so every element gets identical arithmetic.
+    @inlinable
+    func mapFloatSIMD<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>, _ f: (SIMD8<Float>) -> SIMD8<Float>
+    ) {
+        let xs = UnsafeRawPointer(x.baseAddress!).assumingMemoryBound(to: Float.self)
+        let ys = UnsafeMutableRawPointer(y.baseAddress!).assumingMemoryBound(to: Float.self)
+        parallelChunks(x.count, minChunk: Self.elementwiseGrain / 2) { range in
+            var i = range.lowerBound
+            while i + 8 <= range.upperBound {
+                let v = UnsafeRawPointer(xs + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(ys + i).storeBytes(of: f(v), as: SIMD8<Float>.self)
+                i += 8
+            }
+            if i < range.upperBound {
+                var v = SIMD8<Float>(repeating: 0)
+                for j in i..<range.upperBound { v[j - i] = xs[j] }
+                let r = f(v)
+                for j in i..<range.upperBound { ys[j] = r[j - i] }
+            }
+        }
+    }
+
+    @inlinable
+    func zipFloatSIMD<T: TensorScalar>(
+        _ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>,
+        _ f: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>
+    ) {
+        let ap = UnsafeRawPointer(a.baseAddress!).assumingMemoryBound(to: Float.self)
+        let bp = UnsafeRawPointer(b.baseAddress!).assumingMemoryBound(to: Float.self)
+        let yp = UnsafeMutableRawPointer(y.baseAddress!).assumingMemoryBound(to: Float.self)
+        parallelChunks(a.count, minChunk: Self.elementwiseGrain / 2) { range in
+            var i = range.lowerBound
+            while i + 8 <= range.upperBound {
+                let va = UnsafeRawPointer(ap + i).loadUnaligned(as: SIMD8<Float>.self)
+                let vb = UnsafeRawPointer(bp + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(yp + i).storeBytes(of: f(va, vb), as: SIMD8<Float>.self)
+                i += 8
+            }
+            if i < range.upperBound {
+                var va = SIMD8<Float>(repeating: 0), vb = SIMD8<Float>(repeating: 0)
+                for j in i..<range.upperBound { va[j - i] = ap[j]; vb[j - i] = bp[j] }
+                let r = f(va, vb)
+                for j in i..<range.upperBound { yp[j] = r[j - i] }
+            }
         }
     }
 
