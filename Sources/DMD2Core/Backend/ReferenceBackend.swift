@@ -1,0 +1,291 @@
+// The reference backend: every primitive as plain loops written straight from its formula.
+//
+// No SIMD, no BLIS, no threads — slow, and meant to be read. It is the yardstick the fast CPU
+// backend and any GPU adapter are compared with (the conformance suite), and its formulas are
+// the documentation of what each primitive means.
+import RealModule
+
+public final class ReferenceBackend: Backend {
+    public let name = "reference"
+    public init() {}
+
+    // MARK: GEMM: C[i, j] = α·Σ_p op(A)[i, p]·op(B)[p, j] + β·C[i, j]
+
+    public func gemm<T: TensorScalar>(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: T, a: UnsafePointer<T>, lda: Int,
+        b: UnsafePointer<T>, ldb: Int,
+        beta: T, c: UnsafeMutablePointer<T>, ldc: Int
+    ) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var s: T = 0
+                for p in 0..<k {
+                    let aip = transA ? a[p * lda + i] : a[i * lda + p]
+                    let bpj = transB ? b[j * ldb + p] : b[p * ldb + j]
+                    s += aip * bpj
+                }
+                c[i * ldc + j] = alpha * s + (beta == 0 ? 0 : beta * c[i * ldc + j])
+            }
+        }
+    }
+
+    // MARK: Elementwise
+
+    public func unary<T: TensorScalar>(_ op: UnaryOp, _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>) {
+        for i in 0..<x.count {
+            let v = x[i]
+            switch op {
+            case .neg: y[i] = -v
+            case .exp: y[i] = T.exp(v)
+            case .log: y[i] = T.log(v)
+            case .sqrt: y[i] = v.squareRoot()
+            case .square: y[i] = v * v
+            case .abs: y[i] = Swift.abs(v)
+            case .sign: y[i] = v > 0 ? 1 : (v < 0 ? -1 : 0)
+            case .sigmoid: y[i] = Scalars.sigmoid(v)
+            case .silu: y[i] = v * Scalars.sigmoid(v)
+            case .softplus: y[i] = Scalars.softplus(v)
+            case .tanh: y[i] = T.tanh(v)
+            case .sin: y[i] = T.sin(v)
+            case .cos: y[i] = T.cos(v)
+            }
+        }
+    }
+
+    public func binary<T: TensorScalar>(
+        _ op: BinaryOp, _ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>
+    ) {
+        for i in 0..<a.count {
+            let x = a[i], g = b[i]
+            switch op {
+            case .add: y[i] = x + g
+            case .sub: y[i] = x - g
+            case .mul: y[i] = x * g
+            case .div: y[i] = x / g
+            case .maximum: y[i] = Swift.max(x, g)
+            case .minimum: y[i] = Swift.min(x, g)
+            case .sigmoidBackward: y[i] = Scalars.sigmoid(x) * Scalars.sigmoid(-x) * g
+            case .siluBackward: y[i] = g * Scalars.sigmoid(x) * (1 + x * Scalars.sigmoid(-x))
+            case .softplusBackward: y[i] = Scalars.sigmoid(x) * g
+            case .tanhBackward: let t = T.tanh(x); y[i] = (1 - t * t) * g
+            }
+        }
+    }
+
+    public func affine<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, scale: T, shift: T, _ y: UnsafeMutableBufferPointer<T>) {
+        for i in 0..<x.count { y[i] = scale * x[i] + shift }
+    }
+
+    public func nanToNum<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, nan: T, posInf: T, negInf: T, _ y: UnsafeMutableBufferPointer<T>) {
+        for i in 0..<x.count {
+            let v = x[i]
+            y[i] = v.isNaN ? nan : (v == .infinity ? posInf : (v == -.infinity ? negInf : v))
+        }
+    }
+
+    // MARK: Reductions
+
+    public func sumAxis<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, outer: Int, reduced: Int, inner: Int, _ y: UnsafeMutableBufferPointer<T>) {
+        for o in 0..<outer {
+            for i in 0..<inner {
+                var s: T = 0
+                for r in 0..<reduced { s += x[(o * reduced + r) * inner + i] }
+                y[o * inner + i] = s
+            }
+        }
+    }
+
+    public func sum<T: TensorScalar>(_ x: UnsafeBufferPointer<T>) -> T { x.reduce(0, +) }
+
+    public func dot<T: TensorScalar>(_ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>) -> T {
+        var s: T = 0
+        for i in 0..<a.count { s += a[i] * b[i] }
+        return s
+    }
+
+    // MARK: Layout
+
+    public func permute<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, shape: [Int], permutation: [Int], _ y: UnsafeMutableBufferPointer<T>) {
+        let inStrides = contiguousStrides(shape)
+        let outShape = permutation.map { shape[$0] }
+        for flat in 0..<outShape.elementCount {
+            // Output multi-index → input offset.
+            var rem = flat, src = 0
+            for d in stride(from: outShape.count - 1, through: 0, by: -1) {
+                src += (rem % outShape[d]) * inStrides[permutation[d]]
+                rem /= outShape[d]
+            }
+            y[flat] = x[src]
+        }
+    }
+
+    public func broadcast<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, shape: [Int], to outShape: [Int], _ y: UnsafeMutableBufferPointer<T>) {
+        let inStrides = contiguousStrides(shape)
+        for flat in 0..<outShape.elementCount {
+            var rem = flat, src = 0
+            for d in stride(from: outShape.count - 1, through: 0, by: -1) {
+                let i = rem % outShape[d]
+                rem /= outShape[d]
+                if shape[d] != 1 { src += i * inStrides[d] }
+            }
+            y[flat] = x[src]
+        }
+    }
+
+    public func copyRows<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, xStride: Int, xOffset: Int,
+        _ y: UnsafeMutableBufferPointer<T>, yStride: Int, yOffset: Int, rows: Int, count: Int
+    ) {
+        for r in 0..<rows {
+            for j in 0..<count { y[r * yStride + yOffset + j] = x[r * xStride + xOffset + j] }
+        }
+    }
+
+    // MARK: Convolution lowering
+
+    public func im2col<T: TensorScalar>(
+        _ x: UnsafePointer<T>, C: Int, H: Int, W: Int, kernel k: Int, stride s: Int, padding p: Int,
+        _ col: UnsafeMutablePointer<T>
+    ) {
+        let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
+        for c in 0..<C { for u in 0..<k { for v in 0..<k { for i in 0..<Ho { for j in 0..<Wo {
+            let h = i * s + u - p, w = j * s + v - p
+            let inside = h >= 0 && h < H && w >= 0 && w < W
+            col[((c * k + u) * k + v) * Ho * Wo + i * Wo + j] = inside ? x[(c * H + h) * W + w] : 0
+        } } } } }
+    }
+
+    public func col2im<T: TensorScalar>(
+        _ col: UnsafePointer<T>, C: Int, H: Int, W: Int, kernel k: Int, stride s: Int, padding p: Int,
+        _ x: UnsafeMutablePointer<T>
+    ) {
+        let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
+        for c in 0..<C { for u in 0..<k { for v in 0..<k { for i in 0..<Ho { for j in 0..<Wo {
+            let h = i * s + u - p, w = j * s + v - p
+            if h >= 0 && h < H && w >= 0 && w < W {
+                x[(c * H + h) * W + w] += col[((c * k + u) * k + v) * Ho * Wo + i * Wo + j]
+            }
+        } } } } }
+    }
+
+    // MARK: Resampling
+
+    public func avgPool2x2<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ y: UnsafeMutableBufferPointer<T>) {
+        for q in 0..<P { for i in 0..<(H / 2) { for j in 0..<(W / 2) {
+            var s: T = 0
+            for a in 0..<2 { for b in 0..<2 { s += x[(q * H + 2 * i + a) * W + 2 * j + b] } }
+            y[(q * (H / 2) + i) * (W / 2) + j] = s * T(0.25)
+        } } }
+    }
+
+    public func avgPool2x2Backward<T: TensorScalar>(_ dy: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ dx: UnsafeMutableBufferPointer<T>) {
+        for q in 0..<P { for h in 0..<H { for w in 0..<W {
+            dx[(q * H + h) * W + w] = dy[(q * (H / 2) + h / 2) * (W / 2) + w / 2] * T(0.25)
+        } } }
+    }
+
+    public func upsampleNearest2x<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ y: UnsafeMutableBufferPointer<T>) {
+        for q in 0..<P { for h in 0..<(2 * H) { for w in 0..<(2 * W) {
+            y[(q * 2 * H + h) * 2 * W + w] = x[(q * H + h / 2) * W + w / 2]
+        } } }
+    }
+
+    public func upsampleNearest2xBackward<T: TensorScalar>(_ dy: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ dx: UnsafeMutableBufferPointer<T>) {
+        for q in 0..<P { for i in 0..<H { for j in 0..<W {
+            var s: T = 0
+            for a in 0..<2 { for b in 0..<2 { s += dy[(q * 2 * H + 2 * i + a) * 2 * W + 2 * j + b] } }
+            dx[(q * H + i) * W + j] = s
+        } } }
+    }
+
+    // MARK: GroupNorm: x̂ = (x − μ)/√(σ² + eps), y = γ·x̂ + β, per (n, group)
+
+    public func groupNorm<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int, eps: T,
+        gamma: UnsafeBufferPointer<T>?, beta: UnsafeBufferPointer<T>?,
+        _ y: UnsafeMutableBufferPointer<T>, mean: UnsafeMutableBufferPointer<T>, rstd: UnsafeMutableBufferPointer<T>
+    ) {
+        let Cg = C / G, M = Cg * L
+        for n in 0..<N {
+            for g in 0..<G {
+                let base = (n * C + g * Cg) * L
+                var mu: T = 0
+                for i in 0..<M { mu += x[base + i] }
+                mu /= T(M)
+                var variance: T = 0
+                for i in 0..<M { variance += (x[base + i] - mu) * (x[base + i] - mu) }
+                variance /= T(M)
+                let r = 1 / (variance + eps).squareRoot()
+                mean[n * G + g] = mu
+                rstd[n * G + g] = r
+                for cc in 0..<Cg {
+                    let c = g * Cg + cc
+                    for l in 0..<L {
+                        let i = base + cc * L + l
+                        y[i] = (x[i] - mu) * r * (gamma?[c] ?? 1) + (beta?[c] ?? 0)
+                    }
+                }
+            }
+        }
+    }
+
+    public func groupNormBackward<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dy: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int,
+        gamma: UnsafeBufferPointer<T>?, mean: UnsafeBufferPointer<T>, rstd: UnsafeBufferPointer<T>,
+        _ dx: UnsafeMutableBufferPointer<T>,
+        dGamma: UnsafeMutableBufferPointer<T>?, dBeta: UnsafeMutableBufferPointer<T>?
+    ) {
+        let Cg = C / G, M = T(Cg * L)
+        for c in 0..<C { dGamma?[c] = 0; dBeta?[c] = 0 }
+        for n in 0..<N {
+            for g in 0..<G {
+                let mu = mean[n * G + g], r = rstd[n * G + g]
+                // dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = γ·dy over the group.
+                var meanG: T = 0, meanGX: T = 0
+                for cc in 0..<Cg {
+                    let c = g * Cg + cc
+                    for l in 0..<L {
+                        let i = (n * C + c) * L + l
+                        let gh = dy[i] * (gamma?[c] ?? 1)
+                        meanG += gh
+                        meanGX += gh * (x[i] - mu) * r
+                        dGamma?[c] += dy[i] * (x[i] - mu) * r
+                        dBeta?[c] += dy[i]
+                    }
+                }
+                meanG /= M
+                meanGX /= M
+                for cc in 0..<Cg {
+                    let c = g * Cg + cc
+                    for l in 0..<L {
+                        let i = (n * C + c) * L + l
+                        dx[i] = r * (dy[i] * (gamma?[c] ?? 1) - meanG - (x[i] - mu) * r * meanGX)
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Softmax
+
+    public func softmaxRows<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, rows: Int, cols: Int, _ y: UnsafeMutableBufferPointer<T>) {
+        for r in 0..<rows {
+            var m = -T.infinity
+            for j in 0..<cols { m = Swift.max(m, x[r * cols + j]) }
+            var s: T = 0
+            for j in 0..<cols { s += T.exp(x[r * cols + j] - m) }
+            for j in 0..<cols { y[r * cols + j] = T.exp(x[r * cols + j] - m) / s }
+        }
+    }
+
+    public func softmaxRowsBackward<T: TensorScalar>(
+        _ y: UnsafeBufferPointer<T>, _ dy: UnsafeBufferPointer<T>, rows: Int, cols: Int, _ dx: UnsafeMutableBufferPointer<T>
+    ) {
+        for r in 0..<rows {
+            var d: T = 0
+            for j in 0..<cols { d += dy[r * cols + j] * y[r * cols + j] }
+            for j in 0..<cols { dx[r * cols + j] = y[r * cols + j] * (dy[r * cols + j] - d) }
+        }
+    }
+}
