@@ -54,6 +54,7 @@ public protocol GEMMPrimitives {
 public enum UnaryOp: String, CaseIterable, Sendable {
     case neg, exp, log, sqrt, square, abs, sign
     case sigmoid, silu, softplus, tanh
+    case sin, cos                           // the sinusoidal noise-level embedding
 }
 
 /// Binary maps y = f(a, b) on equal-length buffers. The `…Backward` cases are vector-Jacobian

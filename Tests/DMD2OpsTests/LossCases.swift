@@ -1,0 +1,87 @@
+// Gradient checks and value tests for the losses (Losses.swift).
+import DMD2Core
+import DMD2Ops
+import _GradCheck
+import Foundation
+import XCTest
+
+enum LossCases {
+    static var all: [OpCase] {
+        let x = randn([2, 3, 2, 2], seed: 100), t = randn([2, 3, 2, 2], seed: 101)
+        let n = x.count
+        // EDM's λ(σ) per sample, [N, 1, 1, 1], and a full-shape weight; both positive.
+        let wSample = randn([2, 1, 1, 1], seed: 102, scale: 0.3, shift: 1.5)
+        let wFull = randn([2, 3, 2, 2], seed: 103, scale: 0.3, shift: 1.5)
+        let logits = randn([2, 5], seed: 104, scale: 2)
+        let big = Tensor<Double>(shape: [4], scalars: [-80, -30, 30, 80])
+        return [
+            OpCase("mseLoss", "[2,3,2,2]", inputs: [x, t], reductionLength: n,
+                   double: { mseLoss($0[0], $0[1]) }, float: { mseLoss($0[0], $0[1]) }),
+            OpCase("weightedMSELoss", "per-sample weight [2,1,1,1]", inputs: [x, t, wSample],
+                   linearIn: [2], reductionLength: n,
+                   double: { weightedMSELoss($0[0], $0[1], weight: $0[2]) },
+                   float: { weightedMSELoss($0[0], $0[1], weight: $0[2]) }),
+            OpCase("weightedMSELoss", "full-shape weight", inputs: [x, t, wFull],
+                   linearIn: [2], reductionLength: n,
+                   double: { weightedMSELoss($0[0], $0[1], weight: $0[2]) },
+                   float: { weightedMSELoss($0[0], $0[1], weight: $0[2]) }),
+            OpCase("softplusLoss", "[2,5]", inputs: [logits], reductionLength: logits.count,
+                   double: { softplusLoss($0[0]) }, float: { softplusLoss($0[0]) }),
+            OpCase("softplusLoss", "large |logits|", inputs: [big], reductionLength: big.count,
+                   double: { softplusLoss($0[0]) }, float: { softplusLoss($0[0]) }),
+        ]
+    }
+}
+
+final class LossGradTests: XCTestCase {
+    override func setUp() { Threads.count = 2 }
+    func testGradientChecks() { runChecks(LossCases.all) }
+}
+
+final class LossValueTests: XCTestCase {
+    override func setUp() { Threads.count = 2 }
+
+    func testMSELossValueAndGradient() {
+        // (x − t) = [1, −2, 3, 0]: mean of squares = 14/4 = 3.5; ∂/∂x = 2(x − t)/4.
+        let x = Variable(Tensor<Double>(shape: [2, 2], scalars: [1, 0, 4, 1]), requiresGrad: true)
+        let t = Variable(Tensor<Double>(shape: [2, 2], scalars: [0, 2, 1, 1]))
+        let loss = mseLoss(x, t)
+        XCTAssertEqual(loss.shape, [])
+        XCTAssertEqual(loss.value.scalar, 3.5)
+        loss.backward()
+        XCTAssertEqual(x.grad?.scalars, [0.5, -1, 1.5, 0])
+    }
+
+    func testWeightedMSELossWithPerSampleWeight() {
+        // Sample 0: squares [1, 4], weight 2; sample 1: squares [9, 0], weight 0.5.
+        // mean = (2·1 + 2·4 + 0.5·9 + 0.5·0)/4 = 14.5/4.
+        let x = Variable(Tensor<Double>(shape: [2, 2], scalars: [1, 0, 4, 1]), requiresGrad: true)
+        let t = Variable(Tensor<Double>(shape: [2, 2], scalars: [0, 2, 1, 1]))
+        let w = Variable(Tensor<Double>(shape: [2, 1], scalars: [2, 0.5]), requiresGrad: true)
+        let loss = weightedMSELoss(x, t, weight: w)
+        XCTAssertEqual(loss.shape, [])
+        XCTAssertEqual(loss.value.scalar, 14.5 / 4)
+        loss.backward()
+        XCTAssertEqual(x.grad?.scalars, [1, -2, 0.75, 0])          // 2·w·(x − t)/4
+        XCTAssertEqual(w.grad?.scalars, [5.0 / 4, 9.0 / 4])        // Σ (x − t)²/4 per sample
+    }
+
+    func testSoftplusLossValuesAndDMD2CriticLoss() {
+        // softplus(0) = ln 2; softplus(±80) = 80 and ≈ 1.8e−35 (no overflow).
+        let zero = softplusLoss(Variable(Tensor<Double>(shape: [3], scalars: [0, 0, 0])))
+        XCTAssertEqual(zero.shape, [])
+        XCTAssertEqual(zero.value.scalar, 0.6931471805599453, accuracy: 1e-15)
+        let big = softplusLoss(Variable(Tensor<Float>(shape: [2], scalars: [80, -80])))
+        XCTAssertEqual(big.value.scalar, 40, accuracy: 1e-5)
+        // Critic loss L_D = softplusLoss(D(fake)) + softplusLoss(−D(real)), with gradient σ(z)/n.
+        let fake = Variable(Tensor<Double>(shape: [2], scalars: [0, 2]), requiresGrad: true)
+        let real = Variable(Tensor<Double>(shape: [2], scalars: [1, -1]), requiresGrad: true)
+        let lossD = softplusLoss(fake) + softplusLoss(-real)
+        let sp = { (z: Double) in Foundation.log(1 + Foundation.exp(z)) }
+        let sig = { (z: Double) in 1 / (1 + Foundation.exp(-z)) }
+        XCTAssertEqual(lossD.value.scalar, (sp(0) + sp(2)) / 2 + (sp(-1) + sp(1)) / 2, accuracy: 1e-14)
+        lossD.backward()
+        for (g, z) in zip(fake.grad?.scalars ?? [], [0.0, 2]) { XCTAssertEqual(g, sig(z) / 2, accuracy: 1e-15) }
+        for (g, z) in zip(real.grad?.scalars ?? [], [1.0, -1]) { XCTAssertEqual(g, -sig(-z) / 2, accuracy: 1e-15) }
+    }
+}
