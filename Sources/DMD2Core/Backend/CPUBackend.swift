@@ -52,7 +52,7 @@ public final class CPUBackend: Backend {
 
     // MARK: Elementwise
 
-    public func unary<T: TensorScalar>(_ op: UnaryOp, _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>) {
+    func unaryKernel<T: TensorScalar>(_ op: UnaryOp, _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>) {
         precondition(x.count == y.count, "unary \(op): \(x.count) inputs, \(y.count) outputs")
         switch op {
         case .neg: mapSIMD(x, y, { -$0 }, { -$0 })
@@ -74,7 +74,7 @@ public final class CPUBackend: Backend {
         }
     }
 
-    public func binary<T: TensorScalar>(
+    func binaryKernel<T: TensorScalar>(
         _ op: BinaryOp, _ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>,
         _ y: UnsafeMutableBufferPointer<T>
     ) {
@@ -100,13 +100,13 @@ public final class CPUBackend: Backend {
         }
     }
 
-    public func affine<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, scale: T, shift: T, _ y: UnsafeMutableBufferPointer<T>) {
+    func affineKernel<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, scale: T, shift: T, _ y: UnsafeMutableBufferPointer<T>) {
         precondition(x.count == y.count, "affine: \(x.count) inputs, \(y.count) outputs")
         let vs = SIMD8<T>(repeating: scale), vb = SIMD8<T>(repeating: shift)
         mapSIMD(x, y, { $0 * vs + vb }, { $0 * scale + shift })
     }
 
-    public func nanToNum<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, nan: T, posInf: T, negInf: T, _ y: UnsafeMutableBufferPointer<T>) {
+    func nanToNumKernel<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, nan: T, posInf: T, negInf: T, _ y: UnsafeMutableBufferPointer<T>) {
         precondition(x.count == y.count, "nanToNum: \(x.count) inputs, \(y.count) outputs")
         mapScalar(x, y) { v in v.isNaN ? nan : (v == .infinity ? posInf : (v == -.infinity ? negInf : v)) }
     }
@@ -218,7 +218,7 @@ public final class CPUBackend: Backend {
 
     // MARK: Reductions
 
-    public func sumAxis<T: TensorScalar>(
+    func sumAxisKernel<T: TensorScalar>(
         _ x: UnsafeBufferPointer<T>, outer: Int, reduced: Int, inner: Int, _ y: UnsafeMutableBufferPointer<T>
     ) {
         precondition(x.count == outer * reduced * inner && y.count == outer * inner,
@@ -240,7 +240,7 @@ public final class CPUBackend: Backend {
         }
     }
 
-    public func sum<T: TensorScalar>(_ x: UnsafeBufferPointer<T>) -> T {
+    func sumKernel<T: TensorScalar>(_ x: UnsafeBufferPointer<T>) -> T {
         guard let xs = x.baseAddress else { return 0 }
         let chunks = Swift.min(Threads.count, Swift.max(1, x.count / Self.elementwiseGrain))
         var partial = [T](repeating: 0, count: chunks)
@@ -254,7 +254,7 @@ public final class CPUBackend: Backend {
         return partial.reduce(0, +)
     }
 
-    public func dot<T: TensorScalar>(_ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>) -> T {
+    func dotKernel<T: TensorScalar>(_ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>) -> T {
         precondition(a.count == b.count, "dot: lengths \(a.count) and \(b.count) differ")
         guard let ap = a.baseAddress, let bp = b.baseAddress else { return 0 }
         let chunks = Swift.min(Threads.count, Swift.max(1, a.count / Self.elementwiseGrain))
@@ -295,7 +295,7 @@ public final class CPUBackend: Backend {
 
     // MARK: Layout
 
-    public func permute<T: TensorScalar>(
+    func permuteKernel<T: TensorScalar>(
         _ x: UnsafeBufferPointer<T>, shape: [Int], permutation: [Int], _ y: UnsafeMutableBufferPointer<T>
     ) {
         precondition(permutation.sorted() == Array(0..<shape.count), "permute: \(permutation) is not a permutation of \(shape.count) axes")
@@ -305,7 +305,7 @@ public final class CPUBackend: Backend {
         stridedCopy(x, outShape: outShape, srcStrides: srcStrides, y)
     }
 
-    public func broadcast<T: TensorScalar>(
+    func broadcastKernel<T: TensorScalar>(
         _ x: UnsafeBufferPointer<T>, shape: [Int], to outShape: [Int], _ y: UnsafeMutableBufferPointer<T>
     ) {
         precondition(shape.count == outShape.count && Swift.zip(shape, outShape).allSatisfy { $0 == $1 || $0 == 1 },
@@ -315,7 +315,7 @@ public final class CPUBackend: Backend {
         stridedCopy(x, outShape: outShape, srcStrides: srcStrides, y)
     }
 
-    public func copyRows<T: TensorScalar>(
+    func copyRowsKernel<T: TensorScalar>(
         _ x: UnsafeBufferPointer<T>, xStride: Int, xOffset: Int,
         _ y: UnsafeMutableBufferPointer<T>, yStride: Int, yOffset: Int, rows: Int, count: Int
     ) {
@@ -364,6 +364,115 @@ public final class CPUBackend: Backend {
                 }
             }
         }
+    }
+}
+
+// MARK: - Specialisation
+
+// Ops call the backend through `any Backend`, where Swift cannot specialise a generic method:
+// the body would run with every `+` and every SIMD load dispatched through T's witness table
+// (measured: 0.3 GB/s for `add` against a 13.6 GB/s memcpy roof). So each public primitive only
+// looks at which concrete type T is and calls the kernel above with pointers viewed as that
+// type; at that call the type is known and the kernel compiles to ordinary vectorised loops.
+extension CPUBackend {
+    public func unary<T: TensorScalar>(_ op: UnaryOp, _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>) {
+        if T.self == Float.self { unaryKernel(op, x.rebound(to: Float.self), y.rebound(to: Float.self)) }
+        else if T.self == Double.self { unaryKernel(op, x.rebound(to: Double.self), y.rebound(to: Double.self)) }
+        else { unaryKernel(op, x, y) }
+    }
+
+    public func binary<T: TensorScalar>(
+        _ op: BinaryOp, _ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>
+    ) {
+        if T.self == Float.self {
+            binaryKernel(op, a.rebound(to: Float.self), b.rebound(to: Float.self), y.rebound(to: Float.self))
+        } else if T.self == Double.self {
+            binaryKernel(op, a.rebound(to: Double.self), b.rebound(to: Double.self), y.rebound(to: Double.self))
+        } else { binaryKernel(op, a, b, y) }
+    }
+
+    public func affine<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, scale: T, shift: T, _ y: UnsafeMutableBufferPointer<T>) {
+        if T.self == Float.self {
+            affineKernel(x.rebound(to: Float.self), scale: Float(Double(scale)), shift: Float(Double(shift)), y.rebound(to: Float.self))
+        } else if T.self == Double.self {
+            affineKernel(x.rebound(to: Double.self), scale: Double(scale), shift: Double(shift), y.rebound(to: Double.self))
+        } else { affineKernel(x, scale: scale, shift: shift, y) }
+    }
+
+    public func nanToNum<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, nan: T, posInf: T, negInf: T, _ y: UnsafeMutableBufferPointer<T>) {
+        if T.self == Float.self {
+            nanToNumKernel(x.rebound(to: Float.self), nan: Float(Double(nan)), posInf: Float(Double(posInf)),
+                           negInf: Float(Double(negInf)), y.rebound(to: Float.self))
+        } else if T.self == Double.self {
+            nanToNumKernel(x.rebound(to: Double.self), nan: Double(nan), posInf: Double(posInf),
+                           negInf: Double(negInf), y.rebound(to: Double.self))
+        } else { nanToNumKernel(x, nan: nan, posInf: posInf, negInf: negInf, y) }
+    }
+
+    public func sumAxis<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, outer: Int, reduced: Int, inner: Int, _ y: UnsafeMutableBufferPointer<T>) {
+        if T.self == Float.self {
+            sumAxisKernel(x.rebound(to: Float.self), outer: outer, reduced: reduced, inner: inner, y.rebound(to: Float.self))
+        } else if T.self == Double.self {
+            sumAxisKernel(x.rebound(to: Double.self), outer: outer, reduced: reduced, inner: inner, y.rebound(to: Double.self))
+        } else { sumAxisKernel(x, outer: outer, reduced: reduced, inner: inner, y) }
+    }
+
+    public func sum<T: TensorScalar>(_ x: UnsafeBufferPointer<T>) -> T {
+        if T.self == Float.self { return T(Double(sumKernel(x.rebound(to: Float.self)))) }
+        if T.self == Double.self { return T(sumKernel(x.rebound(to: Double.self))) }
+        return sumKernel(x)
+    }
+
+    public func dot<T: TensorScalar>(_ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>) -> T {
+        if T.self == Float.self { return T(Double(dotKernel(a.rebound(to: Float.self), b.rebound(to: Float.self)))) }
+        if T.self == Double.self { return T(dotKernel(a.rebound(to: Double.self), b.rebound(to: Double.self))) }
+        return dotKernel(a, b)
+    }
+
+    public func permute<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, shape: [Int], permutation: [Int], _ y: UnsafeMutableBufferPointer<T>) {
+        if T.self == Float.self {
+            permuteKernel(x.rebound(to: Float.self), shape: shape, permutation: permutation, y.rebound(to: Float.self))
+        } else if T.self == Double.self {
+            permuteKernel(x.rebound(to: Double.self), shape: shape, permutation: permutation, y.rebound(to: Double.self))
+        } else { permuteKernel(x, shape: shape, permutation: permutation, y) }
+    }
+
+    public func broadcast<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, shape: [Int], to outShape: [Int], _ y: UnsafeMutableBufferPointer<T>) {
+        if T.self == Float.self {
+            broadcastKernel(x.rebound(to: Float.self), shape: shape, to: outShape, y.rebound(to: Float.self))
+        } else if T.self == Double.self {
+            broadcastKernel(x.rebound(to: Double.self), shape: shape, to: outShape, y.rebound(to: Double.self))
+        } else { broadcastKernel(x, shape: shape, to: outShape, y) }
+    }
+
+    public func copyRows<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, xStride: Int, xOffset: Int,
+        _ y: UnsafeMutableBufferPointer<T>, yStride: Int, yOffset: Int, rows: Int, count: Int
+    ) {
+        if T.self == Float.self {
+            copyRowsKernel(x.rebound(to: Float.self), xStride: xStride, xOffset: xOffset,
+                           y.rebound(to: Float.self), yStride: yStride, yOffset: yOffset, rows: rows, count: count)
+        } else if T.self == Double.self {
+            copyRowsKernel(x.rebound(to: Double.self), xStride: xStride, xOffset: xOffset,
+                           y.rebound(to: Double.self), yStride: yStride, yOffset: yOffset, rows: rows, count: count)
+        } else {
+            copyRowsKernel(x, xStride: xStride, xOffset: xOffset, y, yStride: yStride, yOffset: yOffset, rows: rows, count: count)
+        }
+    }
+}
+
+extension UnsafeBufferPointer where Element: TensorScalar {
+    /// The same memory viewed as another scalar type (only ever the type it already holds).
+    @inline(__always)
+    func rebound<U: TensorScalar>(to _: U.Type) -> UnsafeBufferPointer<U> {
+        UnsafeRawBufferPointer(self).assumingMemoryBound(to: U.self)
+    }
+}
+
+extension UnsafeMutableBufferPointer where Element: TensorScalar {
+    @inline(__always)
+    func rebound<U: TensorScalar>(to _: U.Type) -> UnsafeMutableBufferPointer<U> {
+        UnsafeMutableRawBufferPointer(self).assumingMemoryBound(to: U.self)
     }
 }
 
