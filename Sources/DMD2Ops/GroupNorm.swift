@@ -1,0 +1,101 @@
+// Group normalisation (Wu & He, ECCV 2018), as ADM uses it (ARCHITECTURE-ADM.md "Layers").
+//
+// x is [N, C, …] viewed as [N, C, L] (L = product of the trailing dims, H·W for images); the C
+// channels split into G contiguous groups of C/G. Per (n, g), over the M = C/G·L values:
+//   μ = mean x,  σ² = mean (x − μ)² (biased),  rstd = 1/√(σ² + eps),  x̂ = (x − μ)·rstd,
+//   y[n, c, l] = x̂[n, c, l]·γ_c + β_c.
+// Backward, with ĝ = γ·dy (per group):
+//   dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)),  dγ_c = Σ_{n,l} dy·x̂,  dβ_c = Σ_{n,l} dy.
+// The forward keeps μ and rstd ([N·G]) for the backward instead of recomputing them.
+import DMD2Core
+
+/// The number of GroupNorm groups ADM uses for `channels` channels: min(32, C/4).
+///
+/// 192 → 32, 384 → 32, 768 → 32; small test widths get C/4 groups of 4 channels.
+public func admGroupCount(channels: Int) -> Int {
+    precondition(channels >= 4, "admGroupCount: ADM needs at least 4 channels, got \(channels)")
+    return Swift.min(32, channels / 4)
+}
+
+/// GroupNorm of `x` [N, C, …] with `groups` contiguous channel groups and an optional
+/// per-channel affine `weight` γ [C] and `bias` β [C] (nil means γ = 1, β = 0).
+///
+/// y = (x − μ_{n,g}) / √(σ²_{n,g} + eps) · γ_c + β_c, with μ, σ² the mean and biased variance
+/// over the C/G channels of group g and all trailing positions — PyTorch's `F.group_norm`.
+///
+/// Mathematical properties: for fixed x, y is linear in γ and affine in β. Without the affine,
+/// each (n, g) slice of y has mean 0 and variance σ²/(σ² + eps) ≈ 1, and y does not change when
+/// a constant is added to one group of x (so dx sums to 0 over every group).
+///
+/// `x` may be [N, C] (L = 1), [N, C, L] or [N, C, H, W]; ADM uses `admGroupCount(channels:)`
+/// groups and eps 1e-5. The backward pass reuses the forward's μ and rstd.
+public func groupNorm<T>(
+    _ x: Variable<T>, groups: Int, weight: Variable<T>?, bias: Variable<T>?, eps: T = 1e-5
+) -> Variable<T> {
+    let shape = x.shape
+    precondition(shape.count >= 2, "groupNorm: input must be [N, C, …], got \(shape)")
+    let N = shape[0], C = shape[1], L = shape[2...].reduce(1, *)
+    precondition(groups >= 1 && C % groups == 0, "groupNorm: \(C) channels of \(shape) do not split into \(groups) groups")
+    if let weight { precondition(weight.shape == [C], "groupNorm: weight \(weight.shape) for input \(shape), expected [\(C)]") }
+    if let bias { precondition(bias.shape == [C], "groupNorm: bias \(bias.shape) for input \(shape), expected [\(C)]") }
+    let G = groups
+
+    // Forward: y [N, C, L] and the statistics μ, rstd [N·G].
+    var mean = Tensor<T>.zeros([N * G]), rstd = Tensor<T>.zeros([N * G])
+    let y = Tensor<T>(shape: shape) { yp in
+        x.value.withUnsafeBufferPointer { xp in
+            withOptionalBuffer(weight?.value) { gp in
+                withOptionalBuffer(bias?.value) { bp in
+                    mean.withUnsafeMutableBufferPointer { mp in
+                        rstd.withUnsafeMutableBufferPointer { rp in
+                            Compute.backend.groupNorm(xp, N: N, C: C, L: L, groups: G, eps: eps,
+                                                      gamma: gp, beta: bp, yp, mean: mp, rstd: rp)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let (savedMean, savedRstd) = (mean, rstd)                          // [N·G] each
+    let parents = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? [])
+    return Variable.record("groupNorm", y, parents: parents) { dY, needed in
+        // Parent slots: 0 = x, then weight (if any), then bias (if any).
+        let weightSlot = weight == nil ? nil : 1
+        let biasSlot = bias == nil ? nil : (weight == nil ? 1 : 2)
+        let wantWeight = weightSlot.map { needed[$0] } ?? false
+        let wantBias = biasSlot.map { needed[$0] } ?? false
+        // The backend computes dx in every call (it is the bulk of the work anyway).
+        var dGamma = Tensor<T>.zeros([C]), dBeta = Tensor<T>.zeros([C])
+        let dX = Tensor<T>(shape: shape) { dxp in
+            x.value.withUnsafeBufferPointer { xp in
+                dY.withUnsafeBufferPointer { dyp in
+                    withOptionalBuffer(weight?.value) { gp in
+                        savedMean.withUnsafeBufferPointer { mp in
+                            savedRstd.withUnsafeBufferPointer { rp in
+                                dGamma.withUnsafeMutableBufferPointer { dgp in
+                                    dBeta.withUnsafeMutableBufferPointer { dbp in
+                                        Compute.backend.groupNormBackward(
+                                            xp, dyp, N: N, C: C, L: L, groups: G, gamma: gp, mean: mp, rstd: rp, dxp,
+                                            dGamma: wantWeight ? dgp : nil, dBeta: wantBias ? dbp : nil)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var grads: [Tensor<T>?] = [needed[0] ? dX : nil]          // dx [N, C, …]
+        if weight != nil { grads.append(wantWeight ? dGamma : nil) }   // dγ [C]
+        if bias != nil { grads.append(wantBias ? dBeta : nil) }        // dβ [C]
+        return grads
+    }
+}
+
+/// Runs `body` with the buffer of `t`, or with nil when there is no tensor.
+@inlinable
+func withOptionalBuffer<T, R>(_ t: Tensor<T>?, _ body: (UnsafeBufferPointer<T>?) -> R) -> R {
+    guard let t else { return body(nil) }
+    return t.withUnsafeBufferPointer { body($0) }
+}
