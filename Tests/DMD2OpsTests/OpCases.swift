@@ -7,13 +7,6 @@ import Foundation
 import SafeTensors
 import XCTest
 
-enum AllOpCases {
-    static var all: [OpCase] {
-        ElementwiseCases.all + ReduceCases.all + MatmulCases.all
-            + ConvCases.all + NormCases.all + ShapeCases.all + LossCases.all
-    }
-}
-
 final class OpCoverageTests: XCTestCase {
     override func setUp() { Threads.count = 2 }
 

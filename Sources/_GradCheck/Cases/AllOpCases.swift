@@ -3,5 +3,6 @@
 public enum AllOpCases {
     public static var all: [OpCase] {
         ElementwiseCases.all + ReduceCases.all + MatmulCases.all
+            + ConvCases.all + NormCases.all + ShapeCases.all + LossCases.all
     }
 }

@@ -1,37 +1,9 @@
-// Gradient checks and value tests for the losses (Losses.swift).
+// XCTest entry points for the Loss family's checks (cases: Sources/_GradCheck/Cases/LossCases.swift).
 import DMD2Core
 import DMD2Ops
 import _GradCheck
 import Foundation
 import XCTest
-
-enum LossCases {
-    static var all: [OpCase] {
-        let x = randn([2, 3, 2, 2], seed: 100), t = randn([2, 3, 2, 2], seed: 101)
-        let n = x.count
-        // EDM's λ(σ) per sample, [N, 1, 1, 1], and a full-shape weight; both positive.
-        let wSample = randn([2, 1, 1, 1], seed: 102, scale: 0.3, shift: 1.5)
-        let wFull = randn([2, 3, 2, 2], seed: 103, scale: 0.3, shift: 1.5)
-        let logits = randn([2, 5], seed: 104, scale: 2)
-        let big = Tensor<Double>(shape: [4], scalars: [-80, -30, 30, 80])
-        return [
-            OpCase("mseLoss", "[2,3,2,2]", inputs: [x, t], reductionLength: n,
-                   double: { mseLoss($0[0], $0[1]) }, float: { mseLoss($0[0], $0[1]) }),
-            OpCase("weightedMSELoss", "per-sample weight [2,1,1,1]", inputs: [x, t, wSample],
-                   linearIn: [2], reductionLength: n,
-                   double: { weightedMSELoss($0[0], $0[1], weight: $0[2]) },
-                   float: { weightedMSELoss($0[0], $0[1], weight: $0[2]) }),
-            OpCase("weightedMSELoss", "full-shape weight", inputs: [x, t, wFull],
-                   linearIn: [2], reductionLength: n,
-                   double: { weightedMSELoss($0[0], $0[1], weight: $0[2]) },
-                   float: { weightedMSELoss($0[0], $0[1], weight: $0[2]) }),
-            OpCase("softplusLoss", "[2,5]", inputs: [logits], reductionLength: logits.count,
-                   double: { softplusLoss($0[0]) }, float: { softplusLoss($0[0]) }),
-            OpCase("softplusLoss", "large |logits|", inputs: [big], reductionLength: big.count,
-                   double: { softplusLoss($0[0]) }, float: { softplusLoss($0[0]) }),
-        ]
-    }
-}
 
 final class LossGradTests: XCTestCase {
     override func setUp() { Threads.count = 2 }

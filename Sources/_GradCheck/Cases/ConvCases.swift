@@ -1,11 +1,9 @@
 // Gradient checks for conv2d (every kernel/stride/padding DMD2 uses) and the ADM resampling ops.
 import DMD2Core
 import DMD2Ops
-import _GradCheck
-import XCTest
 
-enum ConvCases {
-    static var all: [OpCase] {
+public enum ConvCases {
+    public static var all: [OpCase] {
         // label, x shape [N, Cin, H, W], Cout, kernel, stride, padding, bias.
         // Shapes are tiny so the full Jacobian runs for every case (nIn·nOut ≤ 40 000), and
         // some are non-square or odd-sized to exercise the border arithmetic.
@@ -52,21 +50,5 @@ enum ConvCases {
         cases.append(OpCase("upsampleNearest2x", "[2, 3, 2, 3]", inputs: [up], linearIn: [0], reductionLength: 4,
                             double: { upsampleNearest2x($0[0]) }, float: { upsampleNearest2x($0[0]) }))
         return cases
-    }
-}
-
-final class ConvGradTests: XCTestCase {
-    override func setUp() { Threads.count = 2 }
-    func testGradientChecks() { runChecks(ConvCases.all) }
-
-    /// Output sizes for the strided and pointwise geometries.
-    func testGeometry() {
-        let g = Conv2D.Geometry(x: [2, 3, 8, 8], weight: [4, 3, 4, 4], stride: 2, padding: 1)
-        XCTAssertEqual(g.outputShape, [2, 4, 4, 4])
-        XCTAssertEqual(g.K, 48)
-        XCTAssertFalse(g.isPointwise)
-        XCTAssertEqual(Conv2D.Geometry(x: [1, 3, 8, 8], weight: [4, 3, 4, 4], stride: 4, padding: 0).outputShape,
-                       [1, 4, 2, 2])
-        XCTAssertTrue(Conv2D.Geometry(x: [1, 3, 5, 7], weight: [2, 3, 1, 1], stride: 1, padding: 0).isPointwise)
     }
 }
