@@ -1,0 +1,83 @@
+// Shared helpers for EDMTests: resources, random parameters for gradient checks, small configs.
+import DMD2Core
+import DMD2Ops
+import EDM
+import Foundation
+import _GradCheck
+import XCTest
+
+/// A tiny config shaped like `small16` (two levels, attention at the lower one, labels) that
+/// runs in milliseconds: 8×8, 2 channels, 3 classes, 8 × [1, 2] channels, embedding 16.
+let tinyConfig = UNetConfig(
+    resolution: 8, inChannels: 2, outChannels: 2, labelDim: 3, modelChannels: 8,
+    channelMult: [1, 2], channelMultEmb: 2, numBlocks: 1, attnResolutions: [4],
+    dropout: 0, labelDropout: 0)
+
+/// The EDM state-dict listing `Resources/<name>.tsv`: (name, shape) per line.
+func stateDictListing(_ name: String) throws -> [(name: String, shape: [Int])] {
+    guard let url = Bundle.module.url(forResource: name, withExtension: "tsv", subdirectory: "Resources") else {
+        throw GradCheckFailure(description: "Tests/EDMTests/Resources/\(name).tsv is missing (copy it from ../shared/data/edm-state-dict/)")
+    }
+    let text = try String(contentsOf: url, encoding: .utf8)
+    return try text.split(separator: "\n").map { line in
+        let cols = line.split(separator: "\t").map(String.init)
+        guard cols.count == 3, cols[2] == "float32" else {
+            throw GradCheckFailure(description: "\(name).tsv: malformed line '\(line)'")
+        }
+        let dims = cols[1].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            .split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
+        return (cols[0], dims)
+    }
+}
+
+/// Random parameter values for gradient checks: unlike the training initialisation, no layer
+/// is zero (a zero conv1 or proj would hide everything before it), and GroupNorm's γ, β vary.
+/// Weights ~ N(0, 1/fanIn); γ ~ 1 + 0.2·N(0, 1); β and zero-initialised biases ~ 0.2·N(0, 1).
+func randomParameterValues(_ entries: [StateEntry], seed: UInt64) -> [Tensor<Double>] {
+    var rng = RandomGenerator(seed: seed)
+    return entries.filter(\.isParameter).map { e in
+        let isNormScale = e.name.hasSuffix(".weight") && e.shape.count == 1
+        switch e.kind {
+        case .parameter(.ones) where isNormScale: return rng.normal(e.shape, mean: 1, std: 0.2)
+        case .parameter(.uniform(let fanIn)): return rng.normal(e.shape, std: 1 / Double(fanIn).squareRoot())
+        case .parameter(.standardNormal): return rng.normal(e.shape)
+        default:
+            // zeros: conv1/proj/out_conv weights and biases, GroupNorm β.
+            if e.shape.count == 4 { return rng.normal(e.shape, std: 1 / Double(e.shape[1...].reduce(1, *)).squareRoot()) }
+            return rng.normal(e.shape, std: 0.2)
+        }
+    }
+}
+
+/// A store of `values` under the parameter names of `entries`.
+func store<T>(_ entries: [StateEntry], _ variables: some Collection<Variable<T>>) -> ParameterStore<T> {
+    let names = entries.filter(\.isParameter).map(\.name)
+    precondition(names.count == variables.count, "store: \(names.count) names for \(variables.count) variables")
+    return ParameterStore(Array(zip(names, variables)).map { (name: $0.0, variable: $0.1) })
+}
+
+/// A UNet of `config` with the given parameter values (Double).
+func unet<T>(_ config: UNetConfig, values: [Tensor<Double>], as: T.Type = T.self) -> UNet<T> {
+    let entries = config.layout.stateEntries
+    let vars = values.map { Variable($0.converted(to: T.self), requiresGrad: true) }
+    return UNet(config: config, parameters: store(entries, vars))
+}
+
+/// One-hot labels [N, K] for classes `classes` (nil entries: no label, a zero row).
+func oneHot<T: TensorScalar>(_ classes: [Int?], count K: Int) -> Tensor<T> {
+    var y = Tensor<T>.zeros([classes.count, K])
+    for (n, c) in classes.enumerated() { if let c { y[n, c] = 1 } }
+    return y
+}
+
+/// Run a gradient check, turning its failure into an XCTest failure.
+func check(_ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) {
+    do { try body() } catch { XCTFail("\(error)", file: file, line: line) }
+}
+
+/// Max |a − b| / max(max |b|, tiny).
+func relativeError<T: TensorScalar>(_ a: Tensor<T>, _ b: Tensor<T>) -> Double {
+    precondition(a.shape == b.shape, "relativeError: shapes \(a.shape) and \(b.shape) differ")
+    let scale = max(Double(b.maxAbs()), 1e-300)
+    return zip(a.scalars, b.scalars).map { abs(Double($0) - Double($1)) }.max().map { $0 / scale } ?? 0
+}
