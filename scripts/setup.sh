@@ -7,6 +7,7 @@ need=()
 dpkg -s libblis-dev >/dev/null 2>&1 || need+=(libblis-dev)
 dpkg -s libfftw3-dev >/dev/null 2>&1 || need+=(libfftw3-dev)
 dpkg -s libpng-dev >/dev/null 2>&1 || need+=(libpng-dev)
+dpkg -s liblapacke-dev >/dev/null 2>&1 || need+=(liblapacke-dev)
 dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
     mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
