@@ -1,0 +1,240 @@
+// AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization") as PyTorch's
+// `torch.optim.AdamW` computes it, over an ordered list of named `Variable` leaves.
+//
+// For each parameter p with gradient g at its k-th update (k = 1, 2, …), with learning rate
+// lr_t from the schedule:
+//   p ← p·(1 − lr_t·wd)                                  decoupled weight decay
+//   m ← m + (g − m)·(1 − β₁)                             PyTorch's `exp_avg.lerp_(g, 1 − β₁)`
+//   v ← v·β₂ + (1 − β₂)·g·g                              `exp_avg_sq.mul_(β₂).addcmul_(g, g, 1 − β₂)`
+//   p ← p − (lr_t/(1 − β₁ᵏ))·m/(√v/√(1 − β₂ᵏ) + ε)      bias-corrected step, ε outside the root
+// Schedule (linear warm-up, then constant): at the optimiser's t-th `step()` call,
+//   lr_t = lr·min(1, t/W)     (W = warmUpSteps; W = 0: constant)
+// so the first step already moves (diffusers' "constant_with_warmup", used by DMD2, evaluates
+// the same ramp one step earlier, (t − 1)/W, and so makes a zero first step).
+//
+// Precision: m, v and p stay in the parameter's type T (Float training keeps Float state, as
+// PyTorch does for float32 parameters); the scalars (bias corrections, lr_t) are computed in
+// Double and rounded once to T. Weight decay applies to every parameter (no exclusions for
+// biases or norms, PyTorch's default with one parameter group).
+// Every tensor operation goes through `Tensor` arithmetic, i.e. the backend's primitives.
+//
+// State (`stateFile()` / `restore(from:)`): a safetensors file with, per parameter,
+// `<name>.exp_avg` and `<name>.exp_avg_sq` (T's dtype, the parameter's shape) and `<name>.step`
+// (I64 scalar, k), plus metadata: format "swift-dmd2.adamw", format_version "1", step (calls
+// to `step()`), dtype, lr, beta1, beta2, eps, weight_decay, warm_up_steps. Restoring is strict:
+// a missing, unexpected, mis-shaped or mis-typed key, or different hyper-parameters, is an
+// `OptimizerStateError` naming the key.
+import DMD2Core
+import Foundation
+import SafeTensors
+
+/// AdamW's hyper-parameters.
+public struct AdamWConfig: Codable, Equatable, Sendable {
+    /// Peak learning rate (reached after the warm-up).
+    public var learningRate: Double
+    public var beta1: Double
+    public var beta2: Double
+    /// Added to √v̂ (outside the root, as PyTorch).
+    public var eps: Double
+    /// Decoupled weight decay coefficient: p ← p·(1 − lr·wd) before each step.
+    public var weightDecay: Double
+    /// Steps of linear learning-rate warm-up (0: none).
+    public var warmUpSteps: Int
+
+    public init(learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8,
+                weightDecay: Double = 0.01, warmUpSteps: Int = 0) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weightDecay = weightDecay
+        self.warmUpSteps = warmUpSteps
+    }
+
+    /// Traps with the offending value if a hyper-parameter is out of range.
+    public func validate() {
+        precondition(learningRate >= 0 && learningRate.isFinite, "AdamW: learning rate \(learningRate) must be finite and ≥ 0")
+        precondition((0..<1).contains(beta1) && (0..<1).contains(beta2), "AdamW: betas (\(beta1), \(beta2)) must lie in [0, 1)")
+        precondition(eps > 0 && eps.isFinite, "AdamW: eps \(eps) must be finite and > 0")
+        precondition(weightDecay >= 0 && weightDecay.isFinite, "AdamW: weight decay \(weightDecay) must be finite and ≥ 0")
+        precondition(warmUpSteps >= 0, "AdamW: warm-up steps \(warmUpSteps) must be ≥ 0")
+    }
+
+    /// lr_t at the t-th call of `step()` (t ≥ 1): lr·min(1, t/W).
+    public func learningRate(atStep t: Int) -> Double {
+        precondition(t >= 1, "AdamWConfig.learningRate(atStep:): steps count from 1, got \(t)")
+        guard warmUpSteps > 0, t < warmUpSteps else { return learningRate }
+        return learningRate * Double(t) / Double(warmUpSteps)
+    }
+}
+
+/// A saved optimiser state that does not fit the optimiser.
+public struct OptimizerStateError: Error, CustomStringConvertible, Equatable {
+    public enum Kind: String, Sendable, Equatable {
+        case missingKey, unexpectedKey, shapeMismatch, dtypeMismatch, badMetadata, hyperParameterMismatch
+    }
+    public var kind: Kind
+    /// The tensor or metadata key concerned.
+    public var key: String
+    public var message: String
+
+    public init(_ kind: Kind, key: String, _ message: String) {
+        self.kind = kind
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String { "optimizer state: \(message)" }
+}
+
+/// AdamW over named parameters (see the file header for the update and the state format).
+///
+/// ```swift
+/// let opt = AdamW(parameters: zip(names, leaves).map { ($0, $1) }, config: AdamWConfig(learningRate: 2e-4))
+/// loss.backward()
+/// opt.step()          // consumes every .grad (parameters with nil grad are skipped)
+/// opt.zeroGrad()
+/// ```
+public final class AdamW<T: TensorScalar> {
+    public let names: [String]
+    public let parameters: [Variable<T>]
+    public let config: AdamWConfig
+    /// Calls to `step()` so far (drives the learning-rate schedule).
+    public private(set) var stepCount: Int
+    /// m per parameter (PyTorch's `exp_avg`), in parameter order.
+    public private(set) var expAvg: [Tensor<T>]
+    /// v per parameter (`exp_avg_sq`).
+    public private(set) var expAvgSq: [Tensor<T>]
+    /// k per parameter: updates it has received (parameters without a gradient are not updated).
+    public private(set) var parameterSteps: [Int]
+
+    public static var format: String { "swift-dmd2.adamw" }
+    public static var formatVersion: String { "1" }
+
+    /// An optimiser with zero state for `parameters` (unique names, in a fixed order).
+    public init(parameters: [(name: String, variable: Variable<T>)], config: AdamWConfig) {
+        config.validate()
+        precondition(Set(parameters.map(\.name)).count == parameters.count, "AdamW: parameter names must be unique")
+        self.names = parameters.map(\.name)
+        self.parameters = parameters.map(\.variable)
+        self.config = config
+        self.stepCount = 0
+        self.expAvg = parameters.map { Tensor.zeros($0.variable.shape) }
+        self.expAvgSq = parameters.map { Tensor.zeros($0.variable.shape) }
+        self.parameterSteps = [Int](repeating: 0, count: parameters.count)
+    }
+
+    /// The learning rate the next `step()` will use.
+    public var nextLearningRate: Double { config.learningRate(atStep: stepCount + 1) }
+
+    /// One AdamW update of every parameter that has a gradient; returns the learning rate used.
+    /// Gradients are read, not cleared (call `zeroGrad()`).
+    @discardableResult
+    public func step() -> Double {
+        stepCount += 1
+        let lr = config.learningRate(atStep: stepCount)
+        let β1 = config.beta1, β2 = config.beta2
+        for i in parameters.indices {
+            let p = parameters[i]
+            guard let g = p.grad else { continue }
+            precondition(g.shape == p.shape, "AdamW: gradient of '\(names[i])' has shape \(g.shape), parameter \(p.shape)")
+            parameterSteps[i] += 1
+            let k = Double(parameterSteps[i])
+            var value = p.value
+            if config.weightDecay != 0 { value = value * T(1 - lr * config.weightDecay) }
+            let m = expAvg[i] + (g - expAvg[i]) * T(1 - β1)
+            let v = expAvgSq[i] * T(β2) + (g * g) * T(1 - β2)
+            let stepSize = lr / (1 - Double.pow(β1, k))
+            let biasCorrection2Root = (1 - Double.pow(β2, k)).squareRoot()
+            let denominator = v.map(.sqrt) * T(1 / biasCorrection2Root) + T(config.eps)
+            p.value = value - (m / denominator) * T(stepSize)
+            expAvg[i] = m
+            expAvgSq[i] = v
+        }
+        return lr
+    }
+
+    /// Drop every parameter's gradient.
+    public func zeroGrad() { for p in parameters { p.zeroGrad() } }
+
+    // MARK: State
+
+    /// The state as a safetensors file (keys and metadata in the file header).
+    public func stateFile() -> SafeTensorsFile {
+        var metadata = hyperParameterMetadata
+        metadata["format"] = Self.format
+        metadata["format_version"] = Self.formatVersion
+        metadata["step"] = String(stepCount)
+        var file = SafeTensorsFile(metadata: metadata)
+        for i in names.indices {
+            file["\(names[i]).exp_avg"] = expAvg[i].safeTensor()
+            file["\(names[i]).exp_avg_sq"] = expAvgSq[i].safeTensor()
+            file["\(names[i]).step"] = try! SafeTensor([Int64(parameterSteps[i])], shape: [])
+        }
+        return file
+    }
+
+    /// Write the state to `url` atomically.
+    public func save(to url: URL) throws { try stateFile().write(to: url) }
+
+    /// Replace the state with the one in `url` (strict, see the file header).
+    public func restore(from url: URL) throws { try restore(SafeTensorsFile(contentsOf: url)) }
+
+    /// Replace the state with the one in `file`. Nothing changes when it throws.
+    public func restore(_ file: SafeTensorsFile) throws {
+        let meta = file.metadata
+        guard meta["format"] == Self.format else {
+            throw OptimizerStateError(.badMetadata, key: "format", "metadata 'format' is \(meta["format"].map { "'\($0)'" } ?? "absent"), expected '\(Self.format)'")
+        }
+        guard meta["format_version"] == Self.formatVersion else {
+            throw OptimizerStateError(.badMetadata, key: "format_version", "metadata 'format_version' is \(meta["format_version"] ?? "absent"), expected \(Self.formatVersion)")
+        }
+        for (key, expected) in hyperParameterMetadata.sorted(by: { $0.key < $1.key }) where meta[key] != expected {
+            throw OptimizerStateError(key == "dtype" ? .dtypeMismatch : .hyperParameterMismatch, key: key,
+                                      "metadata '\(key)' is \(meta[key] ?? "absent"), this optimiser has \(expected)")
+        }
+        guard let s = meta["step"], let step = Int(s), step >= 0 else {
+            throw OptimizerStateError(.badMetadata, key: "step", "metadata 'step' is \(meta["step"] ?? "absent"), not a count")
+        }
+        let known = Set(names.flatMap { ["\($0).exp_avg", "\($0).exp_avg_sq", "\($0).step"] })
+        for key in file.tensors.keys.sorted() where !known.contains(key) {
+            throw OptimizerStateError(.unexpectedKey, key: key, "unexpected key '\(key)': no parameter of this optimiser has it")
+        }
+        var m: [Tensor<T>] = [], v: [Tensor<T>] = [], steps: [Int] = []
+        for (name, p) in zip(names, parameters) {
+            m.append(try moment("\(name).exp_avg", shape: p.shape, in: file))
+            v.append(try moment("\(name).exp_avg_sq", shape: p.shape, in: file))
+            let key = "\(name).step"
+            guard let record = file[key] else { throw OptimizerStateError(.missingKey, key: key, "missing key '\(key)'") }
+            guard record.dtype == .I64, record.shape == [], let k = try? record.int64s().first, k >= 0, k <= step else {
+                throw OptimizerStateError(.badMetadata, key: key, "key '\(key)' must be an I64 scalar in 0…\(step), got \(record.dtype.rawValue) \(record.shape)")
+            }
+            steps.append(Int(k))
+        }
+        stepCount = step
+        expAvg = m
+        expAvgSq = v
+        parameterSteps = steps
+    }
+
+    private func moment(_ key: String, shape: [Int], in file: SafeTensorsFile) throws -> Tensor<T> {
+        guard let record = file[key] else { throw OptimizerStateError(.missingKey, key: key, "missing key '\(key)' (shape \(shape))") }
+        guard record.shape == shape else {
+            throw OptimizerStateError(.shapeMismatch, key: key, "key '\(key)' has shape \(record.shape), expected \(shape)")
+        }
+        guard record.dtype.rawValue == T.dtypeTag else {
+            throw OptimizerStateError(.dtypeMismatch, key: key, "key '\(key)' is \(record.dtype.rawValue), this optimiser keeps \(T.dtypeTag)")
+        }
+        return try Tensor<T>(record)
+    }
+
+    /// Hyper-parameters and dtype as metadata strings (Double's `description` round-trips exactly).
+    private var hyperParameterMetadata: [String: String] {
+        [
+            "dtype": T.dtypeTag,
+            "lr": String(config.learningRate), "beta1": String(config.beta1), "beta2": String(config.beta2),
+            "eps": String(config.eps), "weight_decay": String(config.weightDecay),
+            "warm_up_steps": String(config.warmUpSteps),
+        ]
+    }
+}
