@@ -1,0 +1,153 @@
+// dmd2-bench: on-demand performance figures for swift-dmd2 (never run in CI; reports, never asserts).
+//
+//   swift run -c release dmd2-bench <gemm|conv|elementwise|all> [options]
+//
+// See Benchmarks/README.md for what each suite measures and the figures so far.
+import CBLIS
+import DMD2Core
+import Foundation
+
+let usage = """
+    usage: dmd2-bench <suite> [options]
+
+    suites:
+      gemm          sgemm GFLOP/s: core (Compute.backend.gemm) vs cblas_sgemm, packing off and on
+      conv          conv2d 3x3 forward and forward+backward at the ADM shapes, vs PyTorch if installed
+      elementwise   GB/s of add, affine, SiLU and sum over 16M Floats
+      all           all of the above
+
+    options:
+      --threads N   threads for parallel loops and BLIS (default 2)
+      --repeats N   timed samples per figure (default 5)
+      --warmup N    untimed runs first (default 1)
+      --sizes A,B,…   square GEMM sizes (default 64,128,256,512,1024,2048)
+      --shapes MxNxK,…  GEMM shapes (no transposes) to time instead of the default list
+      --python P    Python used for the PyTorch comparison (default python3)
+      --no-torch    skip the PyTorch comparison
+    """
+
+/// The command line, parsed by hand (this target has no argument-parser dependency).
+struct Options {
+    var suite = ""
+    var threads = 2
+    var settings = RunSettings()
+    var squareSizes = [64, 128, 256, 512, 1024, 2048]
+    /// Custom GEMM shapes (m, n, k); when given, they replace the squares and conv shapes.
+    var gemmShapes: [(m: Int, n: Int, k: Int)]? = nil
+    var python: String? = "python3"
+
+    init(_ args: [String]) {
+        var rest = args[...]
+        func value(_ flag: String) -> String {
+            guard let v = rest.popFirst() else { fail("\(flag) needs a value") }
+            return v
+        }
+        func positive(_ flag: String, allowZero: Bool = false) -> Int {
+            let v = value(flag)
+            guard let n = Int(v), n > 0 || (allowZero && n == 0) else { fail("\(flag): bad count '\(v)'") }
+            return n
+        }
+        while let arg = rest.popFirst() {
+            switch arg {
+            case "--threads": threads = positive(arg)
+            case "--repeats": settings.repeats = positive(arg)
+            case "--warmup": settings.warmup = positive(arg, allowZero: true)
+            case "--sizes":
+                let v = value(arg)
+                let sizes = v.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+                guard !sizes.isEmpty, sizes.count == v.split(separator: ",").count else { fail("--sizes: bad list '\(v)'") }
+                squareSizes = sizes
+            case "--shapes":
+                let v = value(arg)
+                gemmShapes = v.split(separator: ",").map { item in
+                    let d = item.split(separator: "x").compactMap { Int($0) }
+                    guard d.count == 3, d.allSatisfy({ $0 > 0 }) else { fail("--shapes: '\(item)' is not MxNxK") }
+                    return (d[0], d[1], d[2])
+                }
+            case "--python": python = value(arg)
+            case "--no-torch": python = nil
+            case "-h", "--help": print(usage); exit(0)
+            case _ where arg.hasPrefix("-"): fail("unknown option \(arg)")
+            default:
+                guard suite.isEmpty else { fail("more than one suite given: \(suite), \(arg)") }
+                suite = arg
+            }
+        }
+        guard ["gemm", "conv", "elementwise", "all"].contains(suite) else {
+            fail(suite.isEmpty ? "no suite given" : "unknown suite '\(suite)'")
+        }
+    }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("dmd2-bench: \(message)\n\n\(usage)\n".utf8))
+    exit(2)
+}
+
+/// The text of a /proc file ("" if unreadable). /proc files report size 0, so read to the end.
+func readProcFile(_ path: String) -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
+    defer { try? handle.close() }
+    return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+}
+
+/// Where the running process loaded BLIS (and OpenMP) from, read from /proc/self/maps.
+func loadedLibraries(matching names: [String]) -> [String] {
+    let maps = readProcFile("/proc/self/maps")
+    var paths: [String] = []
+    for line in maps.split(separator: "\n") {
+        guard let path = line.split(separator: " ", omittingEmptySubsequences: true).last.map(String.init),
+              path.hasPrefix("/"), names.contains(where: { path.contains($0) }), !paths.contains(path)
+        else { continue }
+        paths.append(path)
+    }
+    return paths
+}
+
+/// The first "model name" of /proc/cpuinfo.
+func cpuModel() -> String {
+    let info = readProcFile("/proc/cpuinfo")
+    let line = info.split(separator: "\n").first { $0.hasPrefix("model name") }
+    return line.map { $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+}
+
+func loadAverage() -> String {
+    readProcFile("/proc/loadavg")
+        .split(separator: " ").prefix(3).joined(separator: " ")
+}
+
+let options = Options(Array(CommandLine.arguments.dropFirst()))
+Threads.count = options.threads          // also sets BLIS's thread count
+bli_init()
+
+print("""
+    dmd2-bench \(options.suite)
+      date      \(Date().formatted(.iso8601))
+      command   \(CommandLine.arguments.joined(separator: " "))
+      threads   \(Threads.count) (parallel loops and BLIS); \(ProcessInfo.processInfo.activeProcessorCount) cores online
+      cpu       \(cpuModel())
+      load avg  \(loadAverage()) (1, 5, 15 min)
+      backend   \(Compute.backend.name)
+      libraries \(loadedLibraries(matching: ["libblis", "libgomp", "libomp"]).joined(separator: ", "))
+
+    """)
+
+if let load = Double(loadAverage().split(separator: " ").first ?? ""),
+   load > 0.75 * Double(ProcessInfo.processInfo.activeProcessorCount) {
+    print("NOTE: the machine is busy (1-min load \(load)); figures will be noisy, and multi-threaded",
+          "BLIS calls suffer most (a thread waiting at a barrier for a descheduled partner).\n")
+}
+
+let suites = options.suite == "all" ? ["gemm", "conv", "elementwise"] : [options.suite]
+for suite in suites {
+    switch suite {
+    case "gemm":
+        let shapes = options.gemmShapes.map { $0.map { GEMMShape(label: "\($0.m)x\($0.n)x\($0.k)", m: $0.m, n: $0.n, k: $0.k) } }
+            ?? GEMMShape.squares(options.squareSizes) + GEMMShape.admConvShapes
+        runGEMMSuite(options.settings, shapes: shapes)
+    case "conv": runConvSuite(options.settings, python: options.python)
+    default: runElementwiseSuite(options.settings)
+    }
+    print("")
+}
+print("load avg at end: \(loadAverage())")
