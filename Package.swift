@@ -74,7 +74,7 @@ let package = Package(
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "DMD2DataTests", dependencies: ["DMD2Data", "DMD2Core"],
                     resources: [.copy("Resources")], swiftSettings: simd),
-        .testTarget(name: "DMD2MetricsTests", dependencies: ["DMD2Metrics", "DMD2Data", "DMD2Core"],
+        .testTarget(name: "DMD2MetricsTests", dependencies: ["DMD2Metrics", "DMD2Data", "DMD2Core", "DMD2Ops"],
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"],
                     resources: [.copy("Resources")]),

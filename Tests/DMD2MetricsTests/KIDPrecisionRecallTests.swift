@@ -28,15 +28,23 @@ final class KernelInceptionDistanceTests: XCTestCase {
     }
 
     func testWholeSetSubsetsEqualTheDefinition() {
-        // With m = N every subset is a permutation of all samples: every value is the full MMD²_u.
+        // With m = N every subset is the whole set: one value, the full MMD²_u.
         let x = gaussian(7, 5, seed: 1), y = gaussian(7, 5, seed: 2, mean: 0.3)
         let kid = kernelInceptionDistance(real: x, generated: y, subsets: 4, subsetSize: 1000)
         XCTAssertEqual(kid.subsetSize, 7)
-        XCTAssertEqual(kid.values.count, 4)
+        XCTAssertEqual(kid.subsets, 1)
         let expected = bruteForceMMD(x, y)
-        for v in kid.values { XCTAssertEqual(v, expected, accuracy: 1e-12 * max(1, abs(expected))) }
-        XCTAssertEqual(kid.mean, expected, accuracy: 1e-12)
-        XCTAssertEqual(kid.std, 0, accuracy: 1e-12)
+        XCTAssertEqual(kid.values.count, 1)
+        XCTAssertEqual(kid.mean, expected, accuracy: 1e-12 * max(1, abs(expected)))
+        XCTAssertEqual(kid.std, 0)
+        // Drawn subsets (m = 7 of 9 generated): with 9 copies of one vector every draw is 7 copies,
+        // so each subset's value is the definition on (x, 7 copies).
+        let row = Array(y.scalars[0..<5])
+        let copies = { (n: Int) in Tensor<Float>(shape: [n, 5], scalars: Array([[Float]](repeating: row, count: n).joined())) }
+        let drawn = kernelInceptionDistance(real: x, generated: copies(9), subsets: 3, subsetSize: 7)
+        XCTAssertEqual(drawn.values.count, 3)
+        let onCopies = bruteForceMMD(x, copies(7))
+        for v in drawn.values { XCTAssertEqual(v, onCopies, accuracy: 1e-12 * max(1, abs(onCopies))) }
     }
 
     func testUnbiasedNearZeroForOneDistributionAndPositiveForAShift() {
