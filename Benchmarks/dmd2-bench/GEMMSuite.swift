@@ -1,7 +1,8 @@
 // `gemm`: single-precision GEMM through the core's backend seam versus BLIS called directly.
 //
 // Three candidates per shape, timed interleaved:
-//   core       Compute.backend.gemm — CPUBackend picks BLIS's packing per call (shouldPack)
+//   core       Compute.backend.gemm — CPUBackend picks BLIS's packing (shouldPack) and thread
+//              count (gemmThreads) per call
 //   raw        cblas_sgemm with BLIS's forced packing of A and B switched off (BLIS's default)
 //   raw+pack   cblas_sgemm with packing of A and B forced on
 // Shapes: squares, and the GEMMs of a 3×3 conv at the ADM shapes (per sample: O = C output
@@ -59,11 +60,12 @@ func runGEMMSuite(_ settings: RunSettings, shapes: [GEMMShape]) {
         == gemm: sgemm, α = 1, β = 0, row-major; GFLOP/s = 2·m·n·k / time
            candidates interleaved per repeat; warm-up \(settings.warmup), repeats \(settings.repeats), \
         samples ≥ \(Int(settings.minSampleSeconds * 1e3)) ms
-           core = Compute.backend.gemm (packs when m·n·k ≥ 96³); raw = cblas_sgemm, packing off; \
-        raw+pack = cblas_sgemm, packing forced on
+           core = Compute.backend.gemm (its own packing and thread choice per shape: columns "core packs", \
+        "core thr"); raw = cblas_sgemm, packing off; raw+pack = cblas_sgemm, packing forced on; \
+        raw runs \(Threads.count) thread(s)
            cells: median (min–max) GFLOP/s; ratios: median over repeats of paired time ratios
         """)
-    var table = Table(["shape", "m", "n", "k", "core packs", "core", "raw", "raw+pack",
+    var table = Table(["shape", "m", "n", "k", "core packs", "core thr", "core", "raw", "raw+pack",
                        "core/raw", "core/raw+pack", "core/best raw"])
     var rng = RandomGenerator(seed: 1)
     for s in shapes {
@@ -96,6 +98,7 @@ func runGEMMSuite(_ settings: RunSettings, shapes: [GEMMShape]) {
         }).median
         let flag = vsBest < 0.95 && s.m * s.n * s.k >= 256 * 256 * 256 ? " <" : ""
         table.add([s.label, "\(s.m)", "\(s.n)", "\(s.k)", corePacks ? "yes" : "no",
+                   "\(CPUBackend.gemmThreads(m: s.m, n: s.n, k: s.k))",
                    rateRange(core, gflops), rateRange(raw, gflops), rateRange(rawPack, gflops),
                    fmt(vsRaw, 2), fmt(vsPack, 2), fmt(vsBest, 2) + flag])
         reportMismatch(s, c.map { Array($0.elements) })

@@ -104,6 +104,20 @@ func loadedLibraries(matching names: [String]) -> [String] {
     return paths
 }
 
+/// The kernel set BLIS chose at start-up, `bli_arch_string(bli_arch_query_id())` (found with
+/// dlsym: the CBLIS shim does not declare them). `BLIS_ARCH_TYPE=<id>` in the environment
+/// overrides BLIS's choice (BLIS 0.9 ids: 0 skx (AVX-512), 3 haswell, 6 zen3).
+func blisArchitecture() -> String {
+    let process = dlopen(nil, RTLD_NOW)
+    guard let queryID = dlsym(process, "bli_arch_query_id"), let nameOf = dlsym(process, "bli_arch_string") else {
+        return "unknown"
+    }
+    let id = unsafeBitCast(queryID, to: (@convention(c) () -> Int32).self)()
+    let name = unsafeBitCast(nameOf, to: (@convention(c) (Int32) -> UnsafePointer<CChar>?).self)(id)
+    let override = ProcessInfo.processInfo.environment["BLIS_ARCH_TYPE"].map { ", BLIS_ARCH_TYPE=\($0)" } ?? ""
+    return (name.map { String(cString: $0) } ?? "?") + " (id \(id)\(override))"
+}
+
 /// The first "model name" of /proc/cpuinfo.
 func cpuModel() -> String {
     let info = readProcFile("/proc/cpuinfo")
@@ -128,6 +142,8 @@ print("""
       cpu       \(cpuModel())
       load avg  \(loadAverage()) (1, 5, 15 min)
       backend   \(Compute.backend.name)
+      blis arch \(blisArchitecture())
+      omp wait  \(ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"] ?? "(default)")
       libraries \(loadedLibraries(matching: ["libblis", "libgomp", "libomp"]).joined(separator: ", "))
 
     """)

@@ -29,11 +29,13 @@ public final class CPUBackend: Backend {
         Double(m) * Double(n) * Double(k) >= Double(1 << 24) ? Threads.count : 1
     }
 
-    /// Conv-shaped GEMMs run 2–3× faster with A and B packed, tiny ones slower
-    /// (PERF-NOTES.md); this is the per-call choice.
+    /// Conv-shaped GEMMs run 2–3× faster with A and B packed, small ones slower
+    /// (PERF-NOTES.md); this is the per-call choice. Measured with `dmd2-bench gemm` on a quiet
+    /// machine: packing pays from m·n·k ≈ 160³, except when B has at most 64 columns (the
+    /// 8×8 conv GEMMs, 768×64×6912: 0.85 of unpacked BLIS when packed).
     @inlinable
     public static func shouldPack(m: Int, n: Int, k: Int) -> Bool {
-        Double(m) * Double(n) * Double(k) >= 96 * 96 * 96
+        Double(m) * Double(n) * Double(k) >= 160 * 160 * 160 && n > 64
     }
 
     public func gemm<T: TensorScalar>(
