@@ -6,6 +6,13 @@
 //   SafeTensors         the checkpoint / fixture file format (pure Swift)
 //   DMD2Core            Tensor<T>, the Backend seam (CPU backend: SIMD + BLIS), autograd tape
 //   DMD2Ops             every differentiable op: forward and backward side by side
+//   DMD2Train           AdamW, EMA, progress bar, JSON-lines log, non-finite checks
+//   DMD2Data            datasets (ImageNet-64 npz, EDM zip/folder, class folders), PNG, grids
+//   DMD2Metrics         FID (Inception-v3), KID, precision/recall, class consistency, diagnostics
+//   DMD2Plot            line plots to SVG and PNG for the docs
+//   EDM                 the teacher: ADM UNet, preconditioning, loss, samplers, checkpoints
+//   DMD2                the method: DM loss, fake critic, GAN head, TTUR loop, few-step generator
+//   DMD2CUDA            a GPU backend adapter, CUDA loaded at run time (dlopen)
 //   _GradCheck          test support: finite-difference, adjoint and Float-vs-Double checks
 //   dmd2                the command-line tool, one subcommand per job
 import PackageDescription
@@ -56,11 +63,18 @@ let package = Package(
             dependencies: ["DMD2Core", "DMD2Ops", "DMD2Data", "CLAPACK", "CFFTW",
                            .product(name: "ZIPFoundation", package: "ZIPFoundation")],
             swiftSettings: simd),
+        .target(name: "DMD2Plot", dependencies: ["DMD2Core", "DMD2Data"], swiftSettings: simd),
+        .target(
+            name: "DMD2",
+            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "EDM", "SafeTensors"],
+            swiftSettings: simd),
+        .target(name: "DMD2CUDA", dependencies: ["DMD2Core"], swiftSettings: simd),
         .target(name: "_GradCheck", dependencies: ["DMD2Core", "DMD2Ops"], swiftSettings: simd),
         .executableTarget(
             name: "dmd2",
             dependencies: [
                 "DMD2Core", "DMD2Ops", "_GradCheck", "EDM", "DMD2Data", "DMD2Metrics", "DMD2Train",
+                "DMD2", "DMD2Plot", "DMD2CUDA", "SafeTensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simd),
