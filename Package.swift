@@ -80,7 +80,7 @@ let package = Package(
             swiftSettings: simd),
         .executableTarget(
             name: "dmd2-bench",
-            dependencies: ["DMD2Core", "DMD2Ops", "CBLIS"],
+            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "CBLIS"],
             path: "Benchmarks/dmd2-bench",
             swiftSettings: simd),
         .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),

@@ -14,7 +14,9 @@ let usage = """
       gemm          sgemm GFLOP/s: core (Compute.backend.gemm) vs cblas_sgemm, packing off and on
       conv          conv2d 3x3 forward and forward+backward at the ADM shapes, vs PyTorch if installed
       elementwise   GB/s of add, affine, SiLU and sum over 16M Floats
-      all           all of the above
+      edm           the ADM UNet: imagenet64 forward and forward+backward, small-preset training
+                    steps; time, GFLOP/s, img/s and peak memory, vs reference/bench_edm.py
+      all           gemm, conv and elementwise (edm takes minutes: run it on its own)
 
     options:
       --threads N   threads for parallel loops and BLIS (default 2)
@@ -24,6 +26,7 @@ let usage = """
       --shapes MxNxK,…  GEMM shapes (no transposes) to time instead of the default list
       --python P    Python used for the PyTorch comparison (default python3)
       --no-torch    skip the PyTorch comparison
+      --case A,B,…  edm: only these cases
     """
 
 /// The command line, parsed by hand (this target has no argument-parser dependency).
@@ -35,6 +38,10 @@ struct Options {
     /// Custom GEMM shapes (m, n, k); when given, they replace the squares and conv shapes.
     var gemmShapes: [(m: Int, n: Int, k: Int)]? = nil
     var python: String? = "python3"
+    /// edm cases to run; with exactly one and no other suite work, it runs in this process.
+    var edmCases: [String]? = nil
+    /// Set by the edm suite on the processes it starts (`--child`): run the case, print JSON only.
+    var isChild = false
 
     init(_ args: [String]) {
         var rest = args[...]
@@ -66,6 +73,8 @@ struct Options {
                 }
             case "--python": python = value(arg)
             case "--no-torch": python = nil
+            case "--child": isChild = true
+            case "--case": edmCases = value(arg).split(separator: ",").map(String.init)
             case "-h", "--help": print(usage); exit(0)
             case _ where arg.hasPrefix("-"): fail("unknown option \(arg)")
             default:
@@ -73,7 +82,7 @@ struct Options {
                 suite = arg
             }
         }
-        guard ["gemm", "conv", "elementwise", "all"].contains(suite) else {
+        guard ["gemm", "conv", "elementwise", "edm", "all"].contains(suite) else {
             fail(suite.isEmpty ? "no suite given" : "unknown suite '\(suite)'")
         }
     }
@@ -134,6 +143,12 @@ let options = Options(Array(CommandLine.arguments.dropFirst()))
 Threads.count = options.threads          // also sets BLIS's thread count
 bli_init()
 
+// A child process of the edm suite: one case, one JSON line, nothing else.
+if options.suite == "edm", options.isChild, let cases = options.edmCases, cases.count == 1 {
+    runEDMCase(cases[0], repeats: options.settings.repeats)
+    exit(0)
+}
+
 print("""
     dmd2-bench \(options.suite)
       date      \(Date().formatted(.iso8601))
@@ -162,6 +177,7 @@ for suite in suites {
             ?? GEMMShape.squares(options.squareSizes) + GEMMShape.admConvShapes
         runGEMMSuite(options.settings, shapes: shapes)
     case "conv": runConvSuite(options.settings, python: options.python)
+    case "edm": runEDMSuite(options.settings, threads: options.threads, python: options.python, only: options.edmCases)
     default: runElementwiseSuite(options.settings)
     }
     print("")
