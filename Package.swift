@@ -12,6 +12,7 @@
 //   DMD2Plot            line plots to SVG and PNG for the docs
 //   EDM                 the teacher: ADM UNet, preconditioning, loss, samplers, checkpoints
 //   DMD2                the method: DM loss, fake critic, GAN head, TTUR loop, few-step generator
+//   DMD2Toy             DMD2 in the plane: a Gaussian mixture with a closed-form score, for the guide
 //   DMD2CUDA            a GPU backend adapter, CUDA loaded at run time (dlopen)
 //   _GradCheck          test support: finite-difference, adjoint and Float-vs-Double checks
 //   dmd2                the command-line tool, one subcommand per job
@@ -69,12 +70,13 @@ let package = Package(
             dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "EDM", "SafeTensors"],
             swiftSettings: simd),
         .target(name: "DMD2CUDA", dependencies: ["DMD2Core"], swiftSettings: simd),
+        .target(name: "DMD2Toy", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "DMD2Plot"], swiftSettings: simd),
         .target(name: "_GradCheck", dependencies: ["DMD2Core", "DMD2Ops"], swiftSettings: simd),
         .executableTarget(
             name: "dmd2",
             dependencies: [
                 "DMD2Core", "DMD2Ops", "_GradCheck", "EDM", "DMD2Data", "DMD2Metrics", "DMD2Train",
-                "DMD2", "DMD2Plot", "DMD2CUDA", "SafeTensors",
+                "DMD2", "DMD2Plot", "DMD2CUDA", "DMD2Toy", "SafeTensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simd),
@@ -83,6 +85,7 @@ let package = Package(
             dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "CBLIS"],
             path: "Benchmarks/dmd2-bench",
             swiftSettings: simd),
+        .testTarget(name: "DMD2ToyTests", dependencies: ["DMD2Toy", "DMD2Core", "DMD2Ops"], swiftSettings: simd),
         .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
         .testTarget(name: "EDMTests", dependencies: ["EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "_GradCheck", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),

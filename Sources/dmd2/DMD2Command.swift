@@ -7,7 +7,7 @@ struct DMD2Command: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dmd2",
         abstract: "DMD2 (Improved Distribution Matching Distillation) and its EDM teacher, on the CPU.",
-        subcommands: [Demo.self, GradCheckCommand.self, Info.self, PrepareData.self, TrainTeacher.self, Sample.self],
+        subcommands: [Demo.self, GradCheckCommand.self, Info.self, PrepareData.self, TrainTeacher.self, Sample.self, Toy.self],
         defaultSubcommand: Demo.self)
 }
 
