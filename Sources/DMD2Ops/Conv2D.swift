@@ -2,22 +2,39 @@
 //
 // Letters: N batch, C (= Cin) input channels, O (= Cout) output channels, H×W input,
 // k×k kernel, s stride, p zero padding, Ho×Wo output with Ho = (H + 2p − k)/s + 1 (likewise Wo),
-// L = Ho·Wo output positions, K = C·k·k the length of one dot product.
+// L = Ho·Wo output positions, K = C·k·k the length of one dot product, G samples per GEMM.
 //
 // Forward:  y[n, o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] · x[n, c, i·s + u − p, j·s + v − p]
-//           (x is 0 outside the image). Per sample n, `im2col` unfolds x_n into col [K, L] and
-//           y_n [O, L] = W [O, K] · col [K, L] is one GEMM.
-// Backward: dW [O, K]   = Σ_n dY_n [O, L] · col_nᵀ [L, K]
-//           dB [O]      = Σ_{n,i,j} dY[n, o, i, j]
-//           dcol [K, L] = Wᵀ [K, O] · dY_n [O, L], and dX_n = col2im(dcol) (the adjoint of im2col).
+//           (x is 0 outside the image). `im2col` unfolds sample x_n into col_n [K, L], so that
+//           y_n [O, L] = W [O, K] · col_n [K, L]. Samples go G at a time: their col_n sit side by
+//           side in col [K, G·L], one GEMM gives Y [O, G·L] = W · col, and Y read as [O, G, L]
+//           is permuted into the group's y [G, O, L].
+// Backward: per group, dY [O, G·L] is the group's dY [G, O, L] permuted the same way, and
+//           dW [O, K]     = Σ_groups dY [O, G·L] · colᵀ [G·L, K]
+//           dB [O]        = Σ_{n,i,j} dY[n, o, i, j]
+//           dcol [K, G·L] = Wᵀ [K, O] · dY [O, G·L], and dX_n = col2im(dcol_n) (the adjoint of
+//           im2col) for each sample's block of L columns.
+//
+// Why groups: one sample's GEMM has only L columns (64 at 8×8, 256 at 16×16), too few for BLIS
+// to run near its peak or for two threads to pay. G is chosen so that G·L reaches
+// `Conv2D.gemmColumns` while col stays within `Conv2D.maxColumnBytes`; at 64×64 it is 1. G
+// depends only on the shapes, so results are bitwise reproducible for a fixed thread count, and
+// since BLIS never splits a dot product over threads, the same for every thread count.
 //
 // The unfolded image is recomputed in the backward pass rather than kept from the forward one:
 // for an ADM block at 64×64 it is 9× the activation, and the GEMMs dominate the time anyway.
-// A 1×1 kernel with stride 1 and no padding needs no unfolding: col_n is x_n itself.
+// A 1×1 kernel with stride 1 and no padding needs no unfolding: col is the group's x [G, C, L]
+// permuted to [C, G·L], and for G = 1 it is x_n itself.
 import DMD2Core
 
 /// The forward and backward kernels of `conv2d`, on plain tensors.
 public enum Conv2D {
+    /// Columns a conv GEMM should reach by taking several samples at once (G·L ≥ this, when
+    /// the batch allows).
+    public static let gemmColumns = 4096
+    /// The most memory one group's col [K, G·L] may take (one sample always fits).
+    public static let maxColumnBytes = 32 << 20
+
     /// Sizes of one convolution, checked against each other.
     public struct Geometry: Equatable, Sendable {
         public var N, C, H, W, O, k, stride, padding: Int
@@ -49,34 +66,66 @@ public enum Conv2D {
             precondition(H + 2 * padding >= k && W + 2 * padding >= k,
                          "conv2d: kernel \(k)×\(k) does not fit input \(x) with padding \(padding): output size ≤ 0")
         }
+
+        /// The samples 0..<N split into consecutive groups, one GEMM each: G = ⌈columns / L⌉
+        /// samples (at most N, at least 1, no more than fit `maxColumnBytes`), then evened out —
+        /// N = 20 at L = 256 gives groups of 10 and 10, not 16 and 4.
+        public func sampleGroups(columns: Int, elementSize: Int) -> [Range<Int>] {
+            guard N > 0 else { return [] }
+            let wanted = (columns + L - 1) / L
+            let fitting = Conv2D.maxColumnBytes / (K * L * elementSize)
+            let most = Swift.max(1, Swift.min(N, wanted, fitting))
+            let groupCount = (N + most - 1) / most
+            let G = (N + groupCount - 1) / groupCount
+            return Swift.stride(from: 0, to: N, by: G).map { $0..<Swift.min($0 + G, N) }
+        }
     }
 
     /// y [N, O, Ho, Wo] = conv(x [N, C, H, W], weight [O, C, k, k]) + bias [O].
+    /// `gemmColumns` sets how many samples share a GEMM (see `Geometry.sampleGroups`); the
+    /// result is the same up to rounding for any value.
     public static func forward<T>(
-        _ x: Tensor<T>, weight: Tensor<T>, bias: Tensor<T>?, stride: Int, padding: Int
+        _ x: Tensor<T>, weight: Tensor<T>, bias: Tensor<T>?, stride: Int, padding: Int,
+        gemmColumns: Int = Conv2D.gemmColumns
     ) -> Tensor<T> {
         let g = Geometry(x: x.shape, weight: weight.shape, stride: stride, padding: padding)
         if let bias {
             precondition(bias.shape == [g.O], "conv2d: bias \(bias.shape) for weight \(weight.shape) (want [\(g.O)])")
         }
-        let (N, C, H, W, O, L, K) = (g.N, g.C, g.H, g.W, g.O, g.L, g.K)
-        // With a bias, y starts as b broadcast over (n, i, j) and each GEMM adds into it (β = 1).
-        var y = bias.map { $0.reshaped([1, O, 1]).broadcast(to: [N, O, L]).reshaped(g.outputShape) }
-            ?? Tensor(shape: g.outputShape, unsafeUninitialized: { _ in })   // β = 0 never reads it
-        let beta: T = bias == nil ? 0 : 1
-        var col = [T](repeating: 0, count: g.isPointwise ? 0 : K * L)      // one sample's col [K, L]
-        x.withUnsafeBufferPointer { xs in
-            weight.withUnsafeBufferPointer { ws in
-                y.withUnsafeMutableBufferPointer { ys in
-                    col.withUnsafeMutableBufferPointer { cs in
-                        for n in 0..<N {
-                            let xn = xs.baseAddress! + n * C * H * W
-                            let colN = unfold(xn, g, into: cs)
-                            // y_n [O, L] (+)= W [O, K] · col_n [K, L]
+        let (O, L, K) = (g.O, g.L, g.K)
+        let groups = g.sampleGroups(columns: gemmColumns, elementSize: MemoryLayout<T>.stride)
+        let G = groups.first?.count ?? 0
+        var y = Tensor<T>(shape: g.outputShape, unsafeUninitialized: { _ in })
+        // Scratch: col [K, G·L] (not needed when x_n is its own col), then Y [O, G·L] (not
+        // needed for one-sample groups, whose Y is y_n itself).
+        let colCount = g.isPointwise && G == 1 ? 0 : K * G * L
+        let yCount = G > 1 ? O * G * L : 0
+        withUnsafeTemporaryAllocation(of: T.self, capacity: colCount + yCount) { scratch in
+            x.withUnsafeBufferPointer { xs in
+                weight.withUnsafeBufferPointer { ws in
+                    y.withUnsafeMutableBufferPointer { ys in
+                        for samples in groups {
+                            let columns = samples.count * L
+                            let col = unfold(xs, samples, g, into: scratch.baseAddress)
+                            let Yg = samples.count == 1 ? ys.baseAddress! + samples.lowerBound * O * L
+                                                        : scratch.baseAddress! + colCount
+                            let outY = UnsafeMutableBufferPointer(start: Yg, count: O * columns)
+                            // With a bias, Y starts as b broadcast over its columns and the GEMM
+                            // adds into it (β = 1).
+                            bias?.withUnsafeBufferPointer { bs in
+                                Compute.backend.broadcast(bs, shape: [O, 1], to: [O, columns], outY)
+                            }
+                            // Y [O, G·L] (+)= W [O, K] · col [K, G·L]
                             Compute.backend.gemm(
-                                transA: false, transB: false, m: O, n: L, k: K,
-                                alpha: 1, a: ws.baseAddress!, lda: K, b: colN, ldb: L,
-                                beta: beta, c: ys.baseAddress! + n * O * L, ldc: L)
+                                transA: false, transB: false, m: O, n: columns, k: K,
+                                alpha: 1, a: ws.baseAddress!, lda: K, b: col, ldb: columns,
+                                beta: bias == nil ? 0 : 1, c: Yg, ldc: columns)
+                            if samples.count > 1 {
+                                // y[n, o, l] = Y[o, (n − n₀)·L + l]: Y [O, G, L] → y_group [G, O, L]
+                                Compute.backend.permute(
+                                    UnsafeBufferPointer(outY), shape: [O, samples.count, L], permutation: [1, 0, 2],
+                                    UnsafeMutableBufferPointer(start: ys.baseAddress! + samples.lowerBound * O * L, count: O * columns))
+                            }
                         }
                     }
                 }
@@ -89,7 +138,7 @@ public enum Conv2D {
     /// dWeight [O, C, k, k] and dBias [O], each computed only when asked for.
     public static func backward<T>(
         _ dY: Tensor<T>, x: Tensor<T>, weight: Tensor<T>, stride: Int, padding: Int,
-        needX: Bool, needWeight: Bool, needBias: Bool
+        needX: Bool, needWeight: Bool, needBias: Bool, gemmColumns: Int = Conv2D.gemmColumns
     ) -> (dX: Tensor<T>?, dWeight: Tensor<T>?, dBias: Tensor<T>?) {
         let g = Geometry(x: x.shape, weight: weight.shape, stride: stride, padding: padding)
         precondition(dY.shape == g.outputShape,
@@ -101,43 +150,61 @@ public enum Conv2D {
             ? dY.reshaped([N * O, L]).sum(axis: 1).reshaped([N, O]).sum(axis: 0) : nil
 
         guard needX || needWeight else { return (nil, nil, dBias) }
-        var dX: Tensor<T>? = needX ? Tensor.zeros(x.shape) : nil
+        let groups = g.sampleGroups(columns: gemmColumns, elementSize: MemoryLayout<T>.stride)
+        let G = groups.first?.count ?? 0
+        // col2im adds into dX, so it starts at 0: one zero broadcast by the backend (`Tensor.zeros`
+        // in this unspecialised generic code would copy element by element through T's witness
+        // table). A pointwise conv writes every dX entry once.
+        var dX: Tensor<T>? = !needX ? nil
+            : Tensor(shape: x.shape, unsafeUninitialized: { buffer in
+                guard !g.isPointwise else { return }
+                Tensor<T>(shape: [1], scalars: [0]).withUnsafeBufferPointer { zero in
+                    Compute.backend.broadcast(zero, shape: [1], to: [buffer.count], buffer)
+                }
+            })
         var dWeight: Tensor<T>? = needWeight ? Tensor(shape: weight.shape, unsafeUninitialized: { _ in }) : nil
-        var col = [T](repeating: 0, count: needWeight && !g.isPointwise ? K * L : 0)    // col_n [K, L]
-        var dcol = [T](repeating: 0, count: needX && !g.isPointwise ? K * L : 0)        // dcol_n [K, L]
+        // Scratch: one [K, G·L] matrix that holds col for dW and then dcol for dX (not needed
+        // when x_n and dX_n serve as those), then dY [O, G·L] (not needed for one-sample groups).
+        let matrixCount = g.isPointwise && G == 1 ? 0 : K * G * L
+        let dyCount = G > 1 ? O * G * L : 0
 
-        x.withUnsafeBufferPointer { xs in
-            weight.withUnsafeBufferPointer { ws in
-                dY.withUnsafeBufferPointer { dys in
-                    col.withUnsafeMutableBufferPointer { cs in
-                        dcol.withUnsafeMutableBufferPointer { dcs in
-                            withOptionalMutablePointer(&dX) { dxs in
-                                withOptionalMutablePointer(&dWeight) { dws in
-                                    for n in 0..<N {
-                                        let dyN = dys.baseAddress! + n * O * L
-                                        if let dws {
-                                            // dW [O, K] (+)= dY_n [O, L] · col_nᵀ [L, K]
-                                            let colN = unfold(xs.baseAddress! + n * C * H * W, g, into: cs)
-                                            Compute.backend.gemm(
-                                                transA: false, transB: true, m: O, n: K, k: L,
-                                                alpha: 1, a: dyN, lda: L, b: colN, ldb: L,
-                                                beta: n == 0 ? 0 : 1, c: dws, ldc: K)
-                                        }
-                                        if let dxs {
-                                            // dcol [K, L] = Wᵀ [K, O] · dY_n [O, L]; for a pointwise
-                                            // conv dcol is dX_n itself.
-                                            let dxN = dxs + n * C * H * W
-                                            let target = g.isPointwise ? dxN : dcs.baseAddress!
-                                            Compute.backend.gemm(
-                                                transA: true, transB: false, m: K, n: L, k: O,
-                                                alpha: 1, a: ws.baseAddress!, lda: K, b: dyN, ldb: L,
-                                                beta: 0, c: target, ldc: L)
-                                            if !g.isPointwise {
-                                                Compute.backend.col2im(
-                                                    dcs.baseAddress!, C: C, H: H, W: W, kernel: g.k,
-                                                    stride: g.stride, padding: g.padding, dxN)
-                                            }
-                                        }
+        withUnsafeTemporaryAllocation(of: T.self, capacity: matrixCount + dyCount) { scratch in
+            x.withUnsafeBufferPointer { xs in
+                weight.withUnsafeBufferPointer { ws in
+                    dY.withUnsafeBufferPointer { dys in
+                        withOptionalMutablePointer(&dX) { dxs in
+                            withOptionalMutablePointer(&dWeight) { dws in
+                                for (index, samples) in groups.enumerated() {
+                                    let columns = samples.count * L
+                                    // dY [O, G·L] = the group's dY [G, O, L] permuted (dY_n for G = 1).
+                                    let dYn = dys.baseAddress! + samples.lowerBound * O * L
+                                    var dYg = dYn
+                                    if samples.count > 1 {
+                                        let buffer = scratch.baseAddress! + matrixCount
+                                        Compute.backend.permute(
+                                            UnsafeBufferPointer(start: dYn, count: O * columns),
+                                            shape: [samples.count, O, L], permutation: [1, 0, 2],
+                                            UnsafeMutableBufferPointer(start: buffer, count: O * columns))
+                                        dYg = UnsafePointer(buffer)
+                                    }
+                                    if let dws {
+                                        // dW [O, K] (+)= dY [O, G·L] · colᵀ [G·L, K]
+                                        let col = unfold(xs, samples, g, into: scratch.baseAddress)
+                                        Compute.backend.gemm(
+                                            transA: false, transB: true, m: O, n: K, k: columns,
+                                            alpha: 1, a: dYg, lda: columns, b: col, ldb: columns,
+                                            beta: index == 0 ? 0 : 1, c: dws, ldc: K)
+                                    }
+                                    if let dxs {
+                                        // dcol [K, G·L] = Wᵀ [K, O] · dY [O, G·L], over col (used
+                                        // above); for a one-sample pointwise group, dcol is dX_n.
+                                        let dxFirst = dxs + samples.lowerBound * C * H * W
+                                        let dcol = g.isPointwise && samples.count == 1 ? dxFirst : scratch.baseAddress!
+                                        Compute.backend.gemm(
+                                            transA: true, transB: false, m: K, n: columns, k: O,
+                                            alpha: 1, a: ws.baseAddress!, lda: K, b: dYg, ldb: columns,
+                                            beta: 0, c: dcol, ldc: columns)
+                                        fold(dcol, samples.count, g, into: dxFirst)
                                     }
                                 }
                             }
@@ -151,15 +218,44 @@ public enum Conv2D {
         return (dX, dWeight, dBias)
     }
 
-    /// col_n for sample x_n [C, H, W]: `im2col` into `buffer`, or x_n itself for a pointwise conv.
-    @inline(__always)
+    /// col [K, G·L] for the samples `samples` of x: each x_n unfolded by `im2col` into its block
+    /// of L columns of `buffer`; for a pointwise conv the group's x [G, C, L] permuted to
+    /// [C, G·L], or x_n itself when G = 1.
     static func unfold<T: TensorScalar>(
-        _ xn: UnsafePointer<T>, _ g: Geometry, into buffer: UnsafeMutableBufferPointer<T>
+        _ xs: UnsafeBufferPointer<T>, _ samples: Range<Int>, _ g: Geometry, into buffer: UnsafeMutablePointer<T>?
     ) -> UnsafePointer<T> {
-        if g.isPointwise { return xn }
-        Compute.backend.im2col(xn, C: g.C, H: g.H, W: g.W, kernel: g.k, stride: g.stride,
-                               padding: g.padding, buffer.baseAddress!)
-        return UnsafePointer(buffer.baseAddress!)
+        let (C, H, W, L, G) = (g.C, g.H, g.W, g.L, samples.count)
+        let first = xs.baseAddress! + samples.lowerBound * C * H * W
+        if g.isPointwise {
+            if G == 1 { return first }
+            Compute.backend.permute(UnsafeBufferPointer(start: first, count: G * C * L), shape: [G, C, L],
+                                    permutation: [1, 0, 2], UnsafeMutableBufferPointer(start: buffer!, count: G * C * L))
+        } else {
+            for m in 0..<G {
+                Compute.backend.im2col(first + m * C * H * W, C: C, H: H, W: W, kernel: g.k, stride: g.stride,
+                                       padding: g.padding, buffer! + m * L, ldcol: G * L)
+            }
+        }
+        return UnsafePointer(buffer!)
+    }
+
+    /// The adjoint of `unfold` for dcol [K, G·L]: each sample's block of columns folded into
+    /// dX_n by `col2im` (adding); for a pointwise conv dcol [C, G, L] permuted into dX's
+    /// [G, C, L], or nothing when dcol already is dX_n (G = 1).
+    static func fold<T: TensorScalar>(
+        _ dcol: UnsafeMutablePointer<T>, _ G: Int, _ g: Geometry, into dxFirst: UnsafeMutablePointer<T>
+    ) {
+        let (C, H, W, L) = (g.C, g.H, g.W, g.L)
+        if g.isPointwise {
+            if G == 1 { return }
+            Compute.backend.permute(UnsafeBufferPointer(start: dcol, count: G * C * L), shape: [C, G, L],
+                                    permutation: [1, 0, 2], UnsafeMutableBufferPointer(start: dxFirst, count: G * C * L))
+        } else {
+            for m in 0..<G {
+                Compute.backend.col2im(dcol + m * L, ldcol: G * L, C: C, H: H, W: W, kernel: g.k,
+                                       stride: g.stride, padding: g.padding, dxFirst + m * C * H * W)
+            }
+        }
     }
 }
 

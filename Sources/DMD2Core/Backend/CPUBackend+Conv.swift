@@ -12,28 +12,40 @@
 extension CPUBackend {
     public func im2col<T: TensorScalar>(
         _ x: UnsafePointer<T>, C: Int, H: Int, W: Int, kernel k: Int, stride s: Int, padding p: Int,
-        _ col: UnsafeMutablePointer<T>
+        _ col: UnsafeMutablePointer<T>, ldcol: Int
     ) {
+        Self.checkColumnStride(ldcol, H: H, W: W, k: k, s: s, p: p, "im2col")
         if T.self == Float.self {
-            Self.im2colKernel(x.viewed(as: Float.self), C: C, H: H, W: W, k: k, s: s, p: p, col.viewed(as: Float.self))
+            Self.im2colKernel(x.viewed(as: Float.self), C: C, H: H, W: W, k: k, s: s, p: p,
+                              col.viewed(as: Float.self), ldcol: ldcol)
         } else if T.self == Double.self {
-            Self.im2colKernel(x.viewed(as: Double.self), C: C, H: H, W: W, k: k, s: s, p: p, col.viewed(as: Double.self))
+            Self.im2colKernel(x.viewed(as: Double.self), C: C, H: H, W: W, k: k, s: s, p: p,
+                              col.viewed(as: Double.self), ldcol: ldcol)
         } else {
-            Self.im2colKernel(x, C: C, H: H, W: W, k: k, s: s, p: p, col)
+            Self.im2colKernel(x, C: C, H: H, W: W, k: k, s: s, p: p, col, ldcol: ldcol)
         }
     }
 
     public func col2im<T: TensorScalar>(
-        _ col: UnsafePointer<T>, C: Int, H: Int, W: Int, kernel k: Int, stride s: Int, padding p: Int,
+        _ col: UnsafePointer<T>, ldcol: Int, C: Int, H: Int, W: Int, kernel k: Int, stride s: Int, padding p: Int,
         _ x: UnsafeMutablePointer<T>
     ) {
+        Self.checkColumnStride(ldcol, H: H, W: W, k: k, s: s, p: p, "col2im")
         if T.self == Float.self {
-            Self.col2imKernel(col.viewed(as: Float.self), C: C, H: H, W: W, k: k, s: s, p: p, x.viewed(as: Float.self))
+            Self.col2imKernel(col.viewed(as: Float.self), ldcol: ldcol, C: C, H: H, W: W, k: k, s: s, p: p,
+                              x.viewed(as: Float.self))
         } else if T.self == Double.self {
-            Self.col2imKernel(col.viewed(as: Double.self), C: C, H: H, W: W, k: k, s: s, p: p, x.viewed(as: Double.self))
+            Self.col2imKernel(col.viewed(as: Double.self), ldcol: ldcol, C: C, H: H, W: W, k: k, s: s, p: p,
+                              x.viewed(as: Double.self))
         } else {
-            Self.col2imKernel(col, C: C, H: H, W: W, k: k, s: s, p: p, x)
+            Self.col2imKernel(col, ldcol: ldcol, C: C, H: H, W: W, k: k, s: s, p: p, x)
         }
+    }
+
+    /// A row of col must hold at least one image's Ho·Wo output positions.
+    private static func checkColumnStride(_ ldcol: Int, H: Int, W: Int, k: Int, s: Int, p: Int, _ op: String) {
+        let L = ((H + 2 * p - k) / s + 1) * ((W + 2 * p - k) / s + 1)
+        precondition(ldcol >= L, "\(op): ldcol \(ldcol) is shorter than one image's \(L) output positions (input \(H)×\(W), kernel \(k), stride \(s), padding \(p))")
     }
 
     public func avgPool2x2<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ y: UnsafeMutableBufferPointer<T>) {
@@ -102,9 +114,11 @@ extension CPUBackend {
         return (jLo, Swift.max(jLo, jHi))
     }
 
-    /// col[(c·k + u)·k + v, i·Wo + j] = x[c, i·s + u − p, j·s + v − p], 0 outside the image.
+    /// col[(c·k + u)·k + v, i·Wo + j] = x[c, i·s + u − p, j·s + v − p], 0 outside the image;
+    /// col's rows are `ldcol` apart.
     static func im2colKernel<S: TensorScalar>(
-        _ x: UnsafePointer<S>, C: Int, H: Int, W: Int, k: Int, s: Int, p: Int, _ col: UnsafeMutablePointer<S>
+        _ x: UnsafePointer<S>, C: Int, H: Int, W: Int, k: Int, s: Int, p: Int,
+        _ col: UnsafeMutablePointer<S>, ldcol: Int
     ) {
         let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
         let L = Ho * Wo
@@ -114,7 +128,7 @@ extension CPUBackend {
             let (x, col) = box.value
             let c = row / (k * k), u = (row / k) % k, v = row % k
             let plane = x + c * H * W
-            let out = col + row * L
+            let out = col + row * ldcol
             let (jLo, jHi) = validColumns(W: W, Wo: Wo, v: v, stride: s, padding: p)
             for i in 0..<Ho {
                 let h = i * s + u - p
@@ -134,7 +148,8 @@ extension CPUBackend {
 
     /// The adjoint of `im2colKernel`: x[c, …] += every col entry that was read from it.
     static func col2imKernel<S: TensorScalar>(
-        _ col: UnsafePointer<S>, C: Int, H: Int, W: Int, k: Int, s: Int, p: Int, _ x: UnsafeMutablePointer<S>
+        _ col: UnsafePointer<S>, ldcol: Int, C: Int, H: Int, W: Int, k: Int, s: Int, p: Int,
+        _ x: UnsafeMutablePointer<S>
     ) {
         let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
         let L = Ho * Wo
@@ -147,18 +162,36 @@ extension CPUBackend {
             let plane = x + c * H * W
             for u in 0..<k {
                 for v in 0..<k {
-                    let src = col + ((c * k + u) * k + v) * L
+                    let src = col + ((c * k + u) * k + v) * ldcol
                     let (jLo, jHi) = validColumns(W: W, Wo: Wo, v: v, stride: s, padding: p)
                     guard jLo < jHi else { continue }
                     for i in 0..<Ho {
                         let h = i * s + u - p
                         guard h >= 0 && h < H else { continue }
                         let dst = plane + h * W, row = src + i * Wo
-                        for j in jLo..<jHi { dst[j * s + v - p] += row[j] }
+                        if s == 1 {
+                            accumulate(row + jLo, into: dst + (jLo + v - p), count: jHi - jLo)
+                        } else {
+                            for j in jLo..<jHi { dst[j * s + v - p] += row[j] }
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// dst[j] += src[j] for j < count, eight at a time. (The plain loop compiles to scalar adds
+    /// with overflow checks on the index: it was the slowest part of a conv's backward pass.)
+    @inline(__always)
+    static func accumulate<S: TensorScalar>(_ src: UnsafePointer<S>, into dst: UnsafeMutablePointer<S>, count: Int) {
+        var j = 0
+        while j + 8 <= count {
+            let sum = UnsafeRawPointer(dst + j).loadUnaligned(as: SIMD8<S>.self)
+                + UnsafeRawPointer(src + j).loadUnaligned(as: SIMD8<S>.self)
+            UnsafeMutableRawPointer(dst + j).storeBytes(of: sum, as: SIMD8<S>.self)
+            j += 8
+        }
+        while j < count { dst[j] += src[j]; j += 1 }
     }
 
     /// y[p, i, j] = ¼·(x[p, 2i, 2j] + x[p, 2i, 2j+1] + x[p, 2i+1, 2j] + x[p, 2i+1, 2j+1]).

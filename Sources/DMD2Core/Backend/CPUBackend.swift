@@ -9,7 +9,7 @@ import Synchronization
 
 public final class CPUBackend: Backend {
     public let name = "cpu"
-    public init() {}
+    public init() { BLISRuntime.prepare() }   // before this backend's first BLIS call
 
     /// Elements per parallel chunk below which a loop stays on one thread.
     public static let elementwiseGrain = 1 << 15

@@ -146,25 +146,25 @@ public final class ReferenceBackend: Backend {
 
     public func im2col<T: TensorScalar>(
         _ x: UnsafePointer<T>, C: Int, H: Int, W: Int, kernel k: Int, stride s: Int, padding p: Int,
-        _ col: UnsafeMutablePointer<T>
+        _ col: UnsafeMutablePointer<T>, ldcol: Int
     ) {
         let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
         for c in 0..<C { for u in 0..<k { for v in 0..<k { for i in 0..<Ho { for j in 0..<Wo {
             let h = i * s + u - p, w = j * s + v - p
             let inside = h >= 0 && h < H && w >= 0 && w < W
-            col[((c * k + u) * k + v) * Ho * Wo + i * Wo + j] = inside ? x[(c * H + h) * W + w] : 0
+            col[((c * k + u) * k + v) * ldcol + i * Wo + j] = inside ? x[(c * H + h) * W + w] : 0
         } } } } }
     }
 
     public func col2im<T: TensorScalar>(
-        _ col: UnsafePointer<T>, C: Int, H: Int, W: Int, kernel k: Int, stride s: Int, padding p: Int,
+        _ col: UnsafePointer<T>, ldcol: Int, C: Int, H: Int, W: Int, kernel k: Int, stride s: Int, padding p: Int,
         _ x: UnsafeMutablePointer<T>
     ) {
         let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
         for c in 0..<C { for u in 0..<k { for v in 0..<k { for i in 0..<Ho { for j in 0..<Wo {
             let h = i * s + u - p, w = j * s + v - p
             if h >= 0 && h < H && w >= 0 && w < W {
-                x[(c * H + h) * W + w] += col[((c * k + u) * k + v) * Ho * Wo + i * Wo + j]
+                x[(c * H + h) * W + w] += col[((c * k + u) * k + v) * ldcol + i * Wo + j]
             }
         } } } } }
     }

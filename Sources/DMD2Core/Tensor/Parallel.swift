@@ -16,6 +16,7 @@ public enum Threads {
     private static func initialCount() -> Int {
         let fromEnv = ProcessInfo.processInfo.environment["DMD2_NUM_THREADS"].flatMap(Int.init)
         let n = max(1, fromEnv ?? ProcessInfo.processInfo.activeProcessorCount)
+        BLISRuntime.prepare()   // before BLIS starts: it picks its kernels then
         bli_thread_set_num_threads(Int64(n))
         return n
     }
