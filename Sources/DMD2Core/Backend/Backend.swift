@@ -18,9 +18,10 @@ public protocol Backend: AnyObject, Sendable,
     var name: String { get }
 }
 
-/// The backend all ops run on. Choosing a backend is this one setting.
+/// The backend all ops run on. Choosing a backend is this one setting; it starts as
+/// DMD2_BACKEND names (BackendRegistry.swift), else the CPU backend.
 public enum Compute {
-    private static let current = Mutex<any Backend>(CPUBackend())
+    private static let current = Mutex<any Backend>(BackendRegistry.startupBackend())
 
     public static var backend: any Backend {
         get { current.withLock { $0 } }
@@ -105,13 +106,16 @@ public protocol LayoutPrimitives {
 public protocol ConvPrimitives {
     /// Unfold one image for convolution as a GEMM:
     /// col[(c·k + u)·k + v, i·Wo + j] = x[c, i·s + u − p, j·s + v − p] (0 outside the image),
-    /// x is [C, H, W], col is [C·k·k, Ho·Wo] with Ho = (H + 2p − k)/s + 1 (likewise Wo).
+    /// x is [C, H, W], col is [C·k·k, Ho·Wo] with Ho = (H + 2p − k)/s + 1 (likewise Wo), its rows
+    /// `ldcol` ≥ Ho·Wo elements apart (row r starts at col + r·ldcol). With ldcol = G·Ho·Wo,
+    /// G images unfolded at col, col + Ho·Wo, … fill one [C·k·k, G·Ho·Wo] matrix side by side.
     func im2col<T: TensorScalar>(
         _ x: UnsafePointer<T>, C: Int, H: Int, W: Int, kernel: Int, stride: Int, padding: Int,
-        _ col: UnsafeMutablePointer<T>)
-    /// The adjoint of `im2col`: x[c, …] += every col entry that was read from it.
+        _ col: UnsafeMutablePointer<T>, ldcol: Int)
+    /// The adjoint of `im2col` (same layout, rows of col `ldcol` apart): x[c, …] += every col
+    /// entry that was read from it.
     func col2im<T: TensorScalar>(
-        _ col: UnsafePointer<T>, C: Int, H: Int, W: Int, kernel: Int, stride: Int, padding: Int,
+        _ col: UnsafePointer<T>, ldcol: Int, C: Int, H: Int, W: Int, kernel: Int, stride: Int, padding: Int,
         _ x: UnsafeMutablePointer<T>)
 }
 

@@ -1,0 +1,453 @@
+// Every primitive of the Backend protocol, called directly with seeded inputs: shapes from 1×1
+// up to past one GPU block (256), odd sizes, padded leading dimensions, transposes, k = 0,
+// β = 0 over a NaN-filled C (BLAS must not read it), NaN/±∞ for nanToNum, rank-0 to rank-5
+// permutes, kernels that fall wholly in the padding.
+//
+// A case runs on any backend in Float or Double from the same inputs (drawn in Double and
+// rounded through Float, so both precisions start from identical values) and returns its
+// outputs widened to Double: in/out buffers (gemm's C with its gaps, col2im's x, copyRows' y)
+// whole, so what a backend must leave untouched is compared too.
+import DMD2Core
+
+struct PrimitiveCase {
+    /// The primitive's name (as the shadow reports it) and the instance.
+    var primitive: String
+    var label: String
+    /// The longest sum behind one output element (0: data movement, must be exact).
+    var reductionLength: Int
+    var run: (any Backend, _ double: Bool) -> [Tensor<Double>]
+}
+
+enum PrimitiveCases {
+    static var all: [PrimitiveCase] {
+        gemm + elementwise + reductions + layout + conv + resampling + norm + softmax
+    }
+
+    // MARK: Inputs
+
+    /// N(0, std²) values rounded through Float.
+    static func values(_ count: Int, seed: UInt64, std: Double = 1, shift: Double = 0) -> [Double] {
+        var rng = RandomGenerator(seed: seed)
+        return (0..<count).map { _ in Double(Float(shift + std * rng.nextNormalPair().0)) }
+    }
+
+    /// A buffer of T holding `v` (at least one element, so pointer-based primitives get a valid
+    /// address for an empty operand).
+    static func buffer<T: TensorScalar>(_ v: [Double], _: T.Type) -> [T] { v.isEmpty ? [0] : v.map { T($0) } }
+
+    static func widen<T: TensorScalar>(_ v: [T], _ shape: [Int]) -> Tensor<Double> {
+        Tensor(shape: shape, scalars: v.prefix(shape.elementCount).map { Double($0) })
+    }
+
+    /// The case's body for both precisions from one generic function.
+    static func both(_ body: @escaping (any Backend, any TensorScalar.Type) -> [Tensor<Double>]) -> (any Backend, Bool) -> [Tensor<Double>] {
+        { backend, double in body(backend, double ? Double.self : Float.self) }
+    }
+
+    // MARK: GEMM
+
+    static var gemm: [PrimitiveCase] {
+        // (m, n, k, pad of the leading dimensions, β)
+        let shapes: [(Int, Int, Int, Int, Double)] = [
+            (1, 1, 1, 0, 0), (3, 5, 7, 0, 0.5), (17, 1, 33, 0, 0), (1, 9, 1, 2, 1),
+            (4, 6, 0, 0, 0.5), (4, 6, 0, 1, 0), (33, 65, 129, 3, 0), (64, 48, 300, 0, 1),
+        ]
+        var cases: [PrimitiveCase] = []
+        for (index, (m, n, k, pad, beta)) in shapes.enumerated() {
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    let seed = UInt64(1000 + 10 * index + (transA ? 2 : 0) + (transB ? 1 : 0))
+                    let label = "m \(m) n \(n) k \(k) pad \(pad) β \(beta) transA \(transA) transB \(transB)"
+                    cases.append(PrimitiveCase(primitive: "gemm", label: label, reductionLength: max(1, k + 1), run: both { backend, type in
+                        func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                            let (aRows, aCols) = transA ? (k, m) : (m, k), (bRows, bCols) = transB ? (n, k) : (k, n)
+                            let lda = aCols + pad, ldb = bCols + pad, ldc = n + pad
+                            let a = buffer(values(aRows * lda, seed: seed), T.self)
+                            let b = buffer(values(bRows * ldb, seed: seed + 100), T.self)
+                            // β = 0: C holds NaN, which a BLAS-conforming GEMM never reads.
+                            var c = beta == 0 ? [T](repeating: .nan, count: m * ldc) : buffer(values(m * ldc, seed: seed + 200), T.self)
+                            a.withUnsafeBufferPointer { ap in
+                                b.withUnsafeBufferPointer { bp in
+                                    c.withUnsafeMutableBufferPointer { cp in
+                                        backend.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: T(1.5),
+                                                     a: ap.baseAddress!, lda: max(1, lda), b: bp.baseAddress!, ldb: max(1, ldb),
+                                                     beta: T(beta), c: cp.baseAddress!, ldc: ldc)
+                                    }
+                                }
+                            }
+                            // Gaps (pad > 0) come back too: they must be untouched.
+                            return [widen(c, [m, ldc])]
+                        }
+                        return type == Double.self ? go(Double.self) : go(Float.self)
+                    }))
+                }
+            }
+        }
+        return cases
+    }
+
+    // MARK: Elementwise
+
+    static var elementwise: [PrimitiveCase] {
+        var cases: [PrimitiveCase] = []
+        for (i, op) in UnaryOp.allCases.enumerated() {
+            for n in [1, 7, 1000] {
+                let seed = UInt64(2000 + 10 * i + n % 10)
+                let positive = op == .log || op == .sqrt
+                cases.append(PrimitiveCase(primitive: "unary", label: "\(op) n \(n)", reductionLength: 1, run: both { backend, type in
+                    func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                        let x = buffer(values(n, seed: seed, std: 2).map { positive ? abs($0) + 0.1 : $0 }, T.self)
+                        var y = [T](repeating: 0, count: n)
+                        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { backend.unary(op, xp, $0) } }
+                        return [widen(y, [n])]
+                    }
+                    return type == Double.self ? go(Double.self) : go(Float.self)
+                }))
+            }
+        }
+        for (i, op) in BinaryOp.allCases.enumerated() {
+            for n in [1, 13, 1025] {
+                let seed = UInt64(3000 + 10 * i + n % 10)
+                cases.append(PrimitiveCase(primitive: "binary", label: "\(op) n \(n)", reductionLength: 1, run: both { backend, type in
+                    func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                        let a = buffer(values(n, seed: seed, std: 2), T.self)
+                        let b = buffer(values(n, seed: seed + 1, std: 2).map { op == .div ? ($0 < 0 ? $0 - 0.5 : $0 + 0.5) : $0 }, T.self)
+                        var y = [T](repeating: 0, count: n)
+                        a.withUnsafeBufferPointer { ap in
+                            b.withUnsafeBufferPointer { bp in y.withUnsafeMutableBufferPointer { backend.binary(op, ap, bp, $0) } }
+                        }
+                        return [widen(y, [n])]
+                    }
+                    return type == Double.self ? go(Double.self) : go(Float.self)
+                }))
+            }
+        }
+        for n in [1, 100] {
+            cases.append(PrimitiveCase(primitive: "affine", label: "n \(n)", reductionLength: 1, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(n, seed: 3900 + UInt64(n)), T.self)
+                    var y = [T](repeating: 0, count: n)
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { backend.affine(xp, scale: T(-1.75), shift: T(0.3125), $0) } }
+                    return [widen(y, [n])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+        }
+        cases.append(PrimitiveCase(primitive: "nanToNum", label: "NaN, ±∞ and finite values", reductionLength: 0, run: both { backend, type in
+            func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                let x: [T] = [1.5, .nan, .infinity, -.infinity, 0, -2.25, .nan, 0x1p100, -.infinity]
+                var y = [T](repeating: 0, count: x.count)
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { backend.nanToNum(xp, nan: T(0.5), posInf: T(7), negInf: T(-8), $0) }
+                }
+                return [widen(y, [x.count])]
+            }
+            return type == Double.self ? go(Double.self) : go(Float.self)
+        }))
+        return cases
+    }
+
+    // MARK: Reductions
+
+    static var reductions: [PrimitiveCase] {
+        var cases: [PrimitiveCase] = []
+        for (i, (outer, reduced, inner)) in [(1, 1, 1), (3, 5, 1), (2, 7, 3), (1, 100, 9), (4, 1, 6), (2, 300, 1)].enumerated() {
+            cases.append(PrimitiveCase(primitive: "sumAxis", label: "[\(outer), \(reduced), \(inner)]", reductionLength: reduced, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(outer * reduced * inner, seed: 4000 + UInt64(i)), T.self)
+                    var y = [T](repeating: 0, count: outer * inner)
+                    x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { backend.sumAxis(xp, outer: outer, reduced: reduced, inner: inner, $0) }
+                    }
+                    return [widen(y, [outer, inner])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+        }
+        for n in [1, 17, 10_000] {
+            cases.append(PrimitiveCase(primitive: "sum", label: "n \(n)", reductionLength: n, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(n, seed: 4100 + UInt64(n), shift: 0.5), T.self)
+                    return [Tensor(shape: [1], scalars: [Double(x.withUnsafeBufferPointer { backend.sum($0) })])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+            cases.append(PrimitiveCase(primitive: "dot", label: "n \(n)", reductionLength: n, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let a = buffer(values(n, seed: 4200 + UInt64(n), shift: 0.5), T.self), b = buffer(values(n, seed: 4300 + UInt64(n)), T.self)
+                    let s = a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { backend.dot(ap, $0) } }
+                    return [Tensor(shape: [1], scalars: [Double(s)])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+        }
+        return cases
+    }
+
+    // MARK: Layout
+
+    static var layout: [PrimitiveCase] {
+        var cases: [PrimitiveCase] = []
+        let permutes: [([Int], [Int])] = [
+            ([], []), ([5], [0]), ([2, 3], [1, 0]), ([2, 3, 4], [2, 0, 1]), ([1, 3, 1, 2], [3, 2, 1, 0]),
+            ([2, 1, 3, 2, 2], [4, 0, 3, 1, 2]), ([2, 3, 4], [0, 1, 2]), ([3, 2, 3, 17], [0, 3, 1, 2]),
+        ]
+        for (i, (shape, permutation)) in permutes.enumerated() {
+            cases.append(PrimitiveCase(primitive: "permute", label: "\(shape) by \(permutation)", reductionLength: 0, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(shape.elementCount, seed: 5000 + UInt64(i)), T.self)
+                    let outShape = permutation.map { shape[$0] }
+                    var y = [T](repeating: 0, count: outShape.elementCount)
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { backend.permute(xp, shape: shape, permutation: permutation, $0) } }
+                    return [widen(y, outShape)]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+        }
+        let broadcasts: [([Int], [Int])] = [
+            ([1], [5]), ([2, 1], [2, 4]), ([1, 3, 1], [2, 3, 4]), ([3], [3]), ([1, 1], [1, 1]), ([2, 1, 3, 1], [2, 5, 3, 7]),
+        ]
+        for (i, (shape, outShape)) in broadcasts.enumerated() {
+            cases.append(PrimitiveCase(primitive: "broadcast", label: "\(shape) → \(outShape)", reductionLength: 0, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(shape.elementCount, seed: 5100 + UInt64(i)), T.self)
+                    var y = [T](repeating: 0, count: outShape.elementCount)
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { backend.broadcast(xp, shape: shape, to: outShape, $0) } }
+                    return [widen(y, outShape)]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+        }
+        // (rows, count, xStride, xOffset, yStride, yOffset), x and y of 40 elements.
+        let copies: [(Int, Int, Int, Int, Int, Int)] = [(3, 4, 5, 1, 6, 2), (1, 1, 1, 0, 1, 39), (0, 5, 5, 0, 5, 0), (5, 8, 8, 0, 8, 0), (4, 2, 9, 3, 3, 1)]
+        for (i, c) in copies.enumerated() {
+            cases.append(PrimitiveCase(primitive: "copyRows", label: "rows \(c.0) count \(c.1) x \(c.2)+\(c.3) y \(c.4)+\(c.5)", reductionLength: 0, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(40, seed: 5200 + UInt64(i)), T.self)
+                    var y = buffer(values(40, seed: 5300 + UInt64(i)), T.self)      // rows not copied keep these
+                    x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer {
+                            backend.copyRows(xp, xStride: c.2, xOffset: c.3, $0, yStride: c.4, yOffset: c.5, rows: c.0, count: c.1)
+                        }
+                    }
+                    return [widen(y, [40])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+        }
+        return cases
+    }
+
+    // MARK: Convolution lowering
+
+    /// (C, H, W, kernel, stride, padding): every geometry the ops use, odd sizes, a 1×1 image,
+    /// and taps wholly in the padding (4×4/2/1 on 2×2).
+    static let geometries: [(Int, Int, Int, Int, Int, Int)] = [
+        (2, 3, 4, 1, 1, 0), (2, 4, 4, 3, 1, 1), (3, 3, 5, 3, 1, 1), (2, 5, 4, 3, 2, 1), (2, 4, 6, 4, 2, 1),
+        (2, 2, 2, 4, 2, 1), (2, 8, 8, 4, 4, 0), (1, 1, 1, 1, 1, 0), (1, 1, 1, 3, 1, 1), (3, 17, 9, 3, 1, 1),
+    ]
+
+    static var conv: [PrimitiveCase] {
+        var cases: [PrimitiveCase] = []
+        for (i, (C, H, W, k, s, p)) in geometries.enumerated() {
+            let L = ((H + 2 * p - k) / s + 1) * ((W + 2 * p - k) / s + 1)
+            for pad in [0, 3] {
+                let ldcol = L + pad, rows = C * k * k
+                let label = "C \(C) \(H)×\(W) k \(k) s \(s) p \(p) ldcol \(ldcol)"
+                cases.append(PrimitiveCase(primitive: "im2col", label: label, reductionLength: 0, run: both { backend, type in
+                    func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                        let x = buffer(values(C * H * W, seed: 6000 + UInt64(i)), T.self)
+                        // The gaps between rows hold other images' columns: they must survive.
+                        var col = buffer(values(rows * ldcol, seed: 6100 + UInt64(i)), T.self)
+                        x.withUnsafeBufferPointer { xp in
+                            col.withUnsafeMutableBufferPointer {
+                                backend.im2col(xp.baseAddress!, C: C, H: H, W: W, kernel: k, stride: s, padding: p, $0.baseAddress!, ldcol: ldcol)
+                            }
+                        }
+                        return [widen(col, [rows, ldcol])]
+                    }
+                    return type == Double.self ? go(Double.self) : go(Float.self)
+                }))
+                let taps = ((k + s - 1) / s) * ((k + s - 1) / s)
+                cases.append(PrimitiveCase(primitive: "col2im", label: label, reductionLength: taps + 1, run: both { backend, type in
+                    func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                        let col = buffer(values(rows * ldcol, seed: 6200 + UInt64(i)), T.self)
+                        var x = buffer(values(C * H * W, seed: 6300 + UInt64(i)), T.self)     // added into
+                        col.withUnsafeBufferPointer { cp in
+                            x.withUnsafeMutableBufferPointer {
+                                backend.col2im(cp.baseAddress!, ldcol: ldcol, C: C, H: H, W: W, kernel: k, stride: s, padding: p, $0.baseAddress!)
+                            }
+                        }
+                        return [widen(x, [C, H, W])]
+                    }
+                    return type == Double.self ? go(Double.self) : go(Float.self)
+                }))
+            }
+        }
+        return cases
+    }
+
+    // MARK: Resampling
+
+    static var resampling: [PrimitiveCase] {
+        var cases: [PrimitiveCase] = []
+        for (i, (P, H, W)) in [(1, 2, 2), (3, 4, 6), (2, 16, 2)].enumerated() {
+            cases.append(PrimitiveCase(primitive: "avgPool2x2", label: "[\(P), \(H), \(W)]", reductionLength: 4, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(P * H * W, seed: 7000 + UInt64(i)), T.self)
+                    var y = [T](repeating: 0, count: P * H * W / 4)
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { backend.avgPool2x2(xp, planes: P, H: H, W: W, $0) } }
+                    return [widen(y, [P, H / 2, W / 2])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+            cases.append(PrimitiveCase(primitive: "avgPool2x2Backward", label: "[\(P), \(H), \(W)]", reductionLength: 0, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let dy = buffer(values(P * H * W / 4, seed: 7100 + UInt64(i)), T.self)
+                    var dx = [T](repeating: 0, count: P * H * W)
+                    dy.withUnsafeBufferPointer { dp in dx.withUnsafeMutableBufferPointer { backend.avgPool2x2Backward(dp, planes: P, H: H, W: W, $0) } }
+                    return [widen(dx, [P, H, W])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+        }
+        for (i, (P, H, W)) in [(1, 1, 1), (3, 2, 3), (2, 5, 1)].enumerated() {
+            cases.append(PrimitiveCase(primitive: "upsampleNearest2x", label: "[\(P), \(H), \(W)]", reductionLength: 0, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(P * H * W, seed: 7200 + UInt64(i)), T.self)
+                    var y = [T](repeating: 0, count: 4 * P * H * W)
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { backend.upsampleNearest2x(xp, planes: P, H: H, W: W, $0) } }
+                    return [widen(y, [P, 2 * H, 2 * W])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+            cases.append(PrimitiveCase(primitive: "upsampleNearest2xBackward", label: "[\(P), \(H), \(W)]", reductionLength: 4, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let dy = buffer(values(4 * P * H * W, seed: 7300 + UInt64(i)), T.self)
+                    var dx = [T](repeating: 0, count: P * H * W)
+                    dy.withUnsafeBufferPointer { dp in
+                        dx.withUnsafeMutableBufferPointer { backend.upsampleNearest2xBackward(dp, planes: P, H: H, W: W, $0) }
+                    }
+                    return [widen(dx, [P, H, W])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+        }
+        return cases
+    }
+
+    // MARK: GroupNorm
+
+    static var norm: [PrimitiveCase] {
+        // (N, C, L, G, affine)
+        let geometries: [(Int, Int, Int, Int, Bool)] = [
+            (1, 4, 1, 1, true), (2, 4, 5, 2, true), (2, 6, 3, 3, false), (1, 8, 300, 2, true), (2, 4, 4, 4, true), (3, 2, 7, 1, false),
+        ]
+        var cases: [PrimitiveCase] = []
+        for (i, (N, C, L, G, affine)) in geometries.enumerated() {
+            let M = C / G * L, seed = 8000 + 10 * UInt64(i)
+            let label = "N \(N) C \(C) L \(L) G \(G)\(affine ? "" : " no affine")"
+            cases.append(PrimitiveCase(primitive: "groupNorm", label: label, reductionLength: M, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(N * C * L, seed: seed, std: 2, shift: 0.7), T.self)
+                    let gamma = buffer(values(C, seed: seed + 1, std: 0.2, shift: 1), T.self), beta = buffer(values(C, seed: seed + 2, std: 0.2), T.self)
+                    var y = [T](repeating: 0, count: N * C * L), mean = [T](repeating: 0, count: N * G), rstd = mean
+                    x.withUnsafeBufferPointer { xp in
+                        gamma.withUnsafeBufferPointer { gp in
+                            beta.withUnsafeBufferPointer { bp in
+                                y.withUnsafeMutableBufferPointer { yp in
+                                    mean.withUnsafeMutableBufferPointer { mp in
+                                        rstd.withUnsafeMutableBufferPointer { rp in
+                                            backend.groupNorm(xp, N: N, C: C, L: L, groups: G, eps: T(1e-5), gamma: affine ? gp : nil,
+                                                              beta: affine ? bp : nil, yp, mean: mp, rstd: rp)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    return [widen(y, [N, C, L]), widen(mean, [N, G]), widen(rstd, [N, G])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+            for withAffineGradients in [true, false] {
+                let backwardLabel = label + (withAffineGradients ? ", dγ dβ" : ", dx only")
+                // dx sums over the group (M); dγ, dβ over N·L.
+                cases.append(PrimitiveCase(primitive: "groupNormBackward", label: backwardLabel, reductionLength: max(M, N * L), run: both { backend, type in
+                    func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                        let xd = values(N * C * L, seed: seed, std: 2, shift: 0.7)
+                        // The statistics, computed in Double and rounded to T: inputs like any other.
+                        var meanD = [Double](repeating: 0, count: N * G), rstdD = meanD, yD = xd
+                        xd.withUnsafeBufferPointer { xp in
+                            yD.withUnsafeMutableBufferPointer { yp in
+                                meanD.withUnsafeMutableBufferPointer { mp in
+                                    rstdD.withUnsafeMutableBufferPointer { rp in
+                                        ReferenceBackend().groupNorm(xp, N: N, C: C, L: L, groups: G, eps: 1e-5, gamma: nil, beta: nil, yp, mean: mp, rstd: rp)
+                                    }
+                                }
+                            }
+                        }
+                        let x = buffer(xd, T.self), dy = buffer(values(N * C * L, seed: seed + 3), T.self)
+                        let gamma = buffer(values(C, seed: seed + 1, std: 0.2, shift: 1), T.self)
+                        let mean = buffer(meanD.map { Double(Float($0)) }, T.self), rstd = buffer(rstdD.map { Double(Float($0)) }, T.self)
+                        var dx = [T](repeating: 0, count: N * C * L), dGamma = [T](repeating: .nan, count: C), dBeta = dGamma
+                        x.withUnsafeBufferPointer { xp in
+                            dy.withUnsafeBufferPointer { dyp in
+                                gamma.withUnsafeBufferPointer { gp in
+                                    mean.withUnsafeBufferPointer { mp in
+                                        rstd.withUnsafeBufferPointer { rp in
+                                            dx.withUnsafeMutableBufferPointer { dxp in
+                                                dGamma.withUnsafeMutableBufferPointer { dgp in
+                                                    dBeta.withUnsafeMutableBufferPointer { dbp in
+                                                        backend.groupNormBackward(
+                                                            xp, dyp, N: N, C: C, L: L, groups: G, gamma: affine ? gp : nil, mean: mp, rstd: rp, dxp,
+                                                            dGamma: withAffineGradients ? dgp : nil, dBeta: withAffineGradients ? dbp : nil)
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        return [widen(dx, [N, C, L])] + (withAffineGradients ? [widen(dGamma, [C]), widen(dBeta, [C])] : [])
+                    }
+                    return type == Double.self ? go(Double.self) : go(Float.self)
+                }))
+            }
+        }
+        return cases
+    }
+
+    // MARK: Softmax
+
+    static var softmax: [PrimitiveCase] {
+        var cases: [PrimitiveCase] = []
+        for (i, (rows, cols)) in [(1, 1), (3, 7), (2, 300), (4, 256), (1, 513)].enumerated() {
+            cases.append(PrimitiveCase(primitive: "softmaxRows", label: "[\(rows), \(cols)]", reductionLength: cols, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let x = buffer(values(rows * cols, seed: 9000 + UInt64(i), std: 3), T.self)
+                    var y = [T](repeating: 0, count: rows * cols)
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { backend.softmaxRows(xp, rows: rows, cols: cols, $0) } }
+                    return [widen(y, [rows, cols])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+            cases.append(PrimitiveCase(primitive: "softmaxRowsBackward", label: "[\(rows), \(cols)]", reductionLength: cols, run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    // y: rows of positive weights summing to about 1.
+                    let raw = values(rows * cols, seed: 9100 + UInt64(i)).map { abs($0) + 0.01 }
+                    let y = buffer(raw.map { Double(Float($0 / Double(cols))) }, T.self)
+                    let dy = buffer(values(rows * cols, seed: 9200 + UInt64(i)), T.self)
+                    var dx = [T](repeating: 0, count: rows * cols)
+                    y.withUnsafeBufferPointer { yp in
+                        dy.withUnsafeBufferPointer { dyp in dx.withUnsafeMutableBufferPointer { backend.softmaxRowsBackward(yp, dyp, rows: rows, cols: cols, $0) } }
+                    }
+                    return [widen(dx, [rows, cols])]
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+        }
+        return cases
+    }
+}
