@@ -22,6 +22,6 @@ public enum OpCatalog {
         // Embedding, dropout, numerics (Embedding.swift, Dropout.swift, NanToNum.swift)
         "sinusoidalEmbedding", "dropout", "nanToNum",
         // Losses (Losses.swift)
-        "mseLoss", "weightedMSELoss", "softplusLoss",
+        "mseLoss", "weightedMSELoss", "softplusLoss", "softmaxCrossEntropy",
     ]
 }

@@ -56,4 +56,28 @@ final class LossValueTests: XCTestCase {
         for (g, z) in zip(fake.grad?.scalars ?? [], [0.0, 2]) { XCTAssertEqual(g, sig(z) / 2, accuracy: 1e-15) }
         for (g, z) in zip(real.grad?.scalars ?? [], [1.0, -1]) { XCTAssertEqual(g, -sig(-z) / 2, accuracy: 1e-15) }
     }
+
+    func testSoftmaxCrossEntropyValuesAndGradient() {
+        // Equal logits: every class has p = 1/K, so L = log K and dz = (1/K − onehot)/N.
+        let flat = Variable(Tensor<Double>(shape: [2, 4], scalars: [Double](repeating: 3, count: 8)), requiresGrad: true)
+        let lossFlat = softmaxCrossEntropy(logits: flat, labels: [1, 3])
+        XCTAssertEqual(lossFlat.shape, [])
+        XCTAssertEqual(lossFlat.value.scalar, Foundation.log(4.0), accuracy: 1e-15)
+        lossFlat.backward()
+        XCTAssertEqual(flat.grad?.scalars ?? [], [0.125, -0.375, 0.125, 0.125, 0.125, 0.125, 0.125, -0.375])
+        // Against the definition −mean log softmax, written out.
+        let z: [[Double]] = [[0.5, -1, 2], [3, 0, -2]], labels = [0, 1]
+        let direct = zip(z, labels).map { row, y in
+            Foundation.log(row.map { Foundation.exp($0) }.reduce(0, +)) - row[y]
+        }.reduce(0, +) / 2
+        let loss = softmaxCrossEntropy(logits: Variable(Tensor(shape: [2, 3], scalars: z.flatMap { $0 })), labels: labels)
+        XCTAssertEqual(loss.value.scalar, direct, accuracy: 1e-14)
+        // Large logits, confidently wrong: L = 200 + log(1 + e^−200 + e^−400) ≈ 200, in Float too
+        // (p of the true class underflows; log p would be −∞).
+        let far = Variable(Tensor<Float>(shape: [1, 3], scalars: [100, -100, -300]), requiresGrad: true)
+        let lossFar = softmaxCrossEntropy(logits: far, labels: [1])
+        XCTAssertEqual(lossFar.value.scalar, 200, accuracy: 1e-4)
+        lossFar.backward()
+        XCTAssertEqual(far.grad?.scalars ?? [], [1, -1, 0])
+    }
 }

@@ -12,6 +12,9 @@ public enum LossCases {
         let wFull = randn([2, 3, 2, 2], seed: 103, scale: 0.3, shift: 1.5)
         let logits = randn([2, 5], seed: 104, scale: 2)
         let big = Tensor<Double>(shape: [4], scalars: [-80, -30, 30, 80])
+        // Classifier logits [N = 3, K = 4] with labels; a row far apart (e^−160 underflows in Float).
+        let classLogits = randn([3, 4], seed: 105, scale: 2)
+        let farLogits = Tensor<Double>(shape: [2, 3], scalars: [80, 0, -80, -40, 40, 1])
         return [
             OpCase("mseLoss", "[2,3,2,2]", inputs: [x, t], reductionLength: n,
                    double: { mseLoss($0[0], $0[1]) }, float: { mseLoss($0[0], $0[1]) }),
@@ -27,6 +30,12 @@ public enum LossCases {
                    double: { softplusLoss($0[0]) }, float: { softplusLoss($0[0]) }),
             OpCase("softplusLoss", "large |logits|", inputs: [big], reductionLength: big.count,
                    double: { softplusLoss($0[0]) }, float: { softplusLoss($0[0]) }),
+            OpCase("softmaxCrossEntropy", "[3,4] labels 2,0,3", inputs: [classLogits], reductionLength: 4 * 3,
+                   double: { softmaxCrossEntropy(logits: $0[0], labels: [2, 0, 3]) },
+                   float: { softmaxCrossEntropy(logits: $0[0], labels: [2, 0, 3]) }),
+            OpCase("softmaxCrossEntropy", "large |logits|, wrong labels", inputs: [farLogits], reductionLength: 3 * 2,
+                   double: { softmaxCrossEntropy(logits: $0[0], labels: [2, 0]) },
+                   float: { softmaxCrossEntropy(logits: $0[0], labels: [2, 0]) }),
         ]
     }
 }
