@@ -63,6 +63,7 @@ let package = Package(
             name: "DMD2Metrics",
             dependencies: ["DMD2Core", "DMD2Ops", "DMD2Data", "CLAPACK", "CFFTW",
                            .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+            resources: [.copy("Resources")],
             swiftSettings: simd),
         .target(name: "DMD2Plot", dependencies: ["DMD2Core", "DMD2Data"], swiftSettings: simd),
         .target(
@@ -86,6 +87,9 @@ let package = Package(
             path: "Benchmarks/dmd2-bench",
             swiftSettings: simd),
         .testTarget(name: "DMD2ToyTests", dependencies: ["DMD2Toy", "DMD2Core", "DMD2Ops"], swiftSettings: simd),
+        .testTarget(name: "DMD2PlotTests", dependencies: ["DMD2Plot", "DMD2Data"], swiftSettings: simd),
+        .testTarget(name: "DMD2Tests", dependencies: ["DMD2", "EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "_GradCheck", "SafeTensors"], resources: [.copy("Resources")], swiftSettings: simd),
+        .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2Core", "DMD2Ops", "EDM", "_GradCheck", "DMD2CUDA"], swiftSettings: simd),
         .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
         .testTarget(name: "EDMTests", dependencies: ["EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "_GradCheck", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),

@@ -1,5 +1,7 @@
-// `dmd2 sample`: a class-conditional PNG grid from a teacher checkpoint with EDM's samplers.
+// `dmd2 sample`: a class-conditional PNG grid from a teacher checkpoint with EDM's samplers,
+// or from a DMD2 generator in the steps it was trained for (one, or k with fresh noise between).
 import ArgumentParser
+import DMD2
 import DMD2Core
 import DMD2Data
 import EDM
@@ -8,7 +10,7 @@ import Foundation
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sample",
-        abstract: "Sample a PNG grid from a teacher checkpoint: one row per class, EDM's Heun/Euler/stochastic sampler.",
+        abstract: "Sample a PNG grid from a teacher checkpoint (EDM's Heun/Euler/stochastic sampler) or a DMD2 generator (its trained steps): one row per class.",
         discussion: "Row r holds --per-class samples of the r-th class of --classes; each class's noise is seeded by (--seed, class), so a row does not change when other classes are added. A <out>.txt sidecar lists the rows' classes.")
 
     enum Weights: String, EnumerableFlag {
@@ -26,6 +28,10 @@ struct Sample: ParsableCommand {
     @Option(name: .long, help: "A run folder (its newest checkpoint), a checkpoint folder, or a network .safetensors file.")
     var checkpoint: String = "runs/teacher"
     @Flag var weights: Weights = .ema
+    @Option(name: .long, help: "A DMD2 generator instead of a teacher: a distill run folder, checkpoint folder or generator .safetensors; one forward pass per generator step (the run's steps; --weights raw skips a kept EMA).")
+    var generator: String?
+    @Option(name: .long, help: "With --generator: sample in k steps on K[999 − i·⌊1000/k⌋] instead of the run's own schedule.")
+    var stepsOverride: Int?
     @Option(name: .long, help: "heun (deterministic, NFE 2n − 1), euler (NFE n) or stochastic (Heun with EDM's churn).")
     var sampler: SamplerKind = .heun
     @Option(name: .long, help: "Sampler steps n.")
@@ -48,10 +54,17 @@ struct Sample: ParsableCommand {
 
     func validate() throws {
         guard steps >= 1, perClass >= 1 else { throw ValidationError("--steps and --per-class must be ≥ 1") }
+        if let stepsOverride {
+            guard generator != nil else { throw ValidationError("--steps-override applies to --generator") }
+            guard (1...SigmaGrid.dmd2.count).contains(stepsOverride) else {
+                throw ValidationError("--steps-override must lie in 1…\(SigmaGrid.dmd2.count), got \(stepsOverride)")
+            }
+        }
     }
 
     func run() throws {
         common.apply()
+        if let generator { return try sampleGenerator(at: URL(fileURLWithPath: generator)) }
         let file = try TeacherCheckpoint.networkFile(at: URL(fileURLWithPath: checkpoint), ema: weights == .ema)
         let loaded: LoadedCheckpoint<Float>
         do { loaded = try EDMCheckpoint.load(from: file) } catch {
@@ -73,10 +86,7 @@ struct Sample: ParsableCommand {
         var images: [Float] = []
         var labels: [Int] = []
         for (r, c) in rows.enumerated() {
-            // Seeds one SplitMix step apart give the same stream shifted by one draw, so the
-            // row's seed is a hashed (seed, class), landing at an unrelated point of the cycle.
-            var hash = RandomGenerator(seed: seed &+ UInt64((c ?? -1) + 1) &* 0x9E37_79B9_7F4A_7C15)
-            var rng = RandomGenerator(seed: hash.next() ^ seed)
+            var rng = rowGenerator(c)
             var y: Tensor<Float>?
             if let c {
                 var onehot = Tensor<Float>.zeros([perClass, config.labelDim])
@@ -95,6 +105,39 @@ struct Sample: ParsableCommand {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try writeGrid(grid, columns: perClass, to: url, labels: config.labelDim > 0 ? labels : nil, classNames: classNames)
         print(String(format: "wrote %@ (%d images in %.1f s, %.2f img/s)", out, grid.shape[0], elapsed, Double(grid.shape[0]) / elapsed))
+    }
+
+    /// A DMD2 generator's grid: G(80·z; 80, y) in one step (the same z per row as the teacher's
+    /// grid), or the k-step rollout (z, then ε_1 … ε_{k−1} from the row's generator).
+    func sampleGenerator(at url: URL) throws {
+        let g = try DMD2Generator(contentsOf: url, ema: weights == .raw ? false : nil, steps: stepsOverride)
+        let config = g.config
+        let rows = try classList(labelDim: config.labelDim)
+        let schedule = g.nfe == 1 ? "one step (NFE 1)"
+            : "\(g.nfe) steps at σ = \(g.schedule.sigmas.map { String(format: "%.4g", $0) }.joined(separator: ", ")) (NFE \(g.nfe))\(stepsOverride != nil ? ", overridden" : "")"
+        print("generator: \(url.path) (step \(g.step.map(String.init) ?? "?")), \(config.resolution)×\(config.resolution)×\(config.inChannels), \(config.labelDim) classes; \(schedule); \(rows.count) rows × \(perClass), threads \(Threads.count)")
+        let started = ProcessInfo.processInfo.systemUptime
+        var images: [Float] = [], labels: [Int] = []
+        for c in rows {
+            var rng = rowGenerator(c)
+            let rowLabels = [Int](repeating: c ?? -1, count: perClass)
+            images += g.generate(labels: rowLabels, rng: &rng).scalars
+            labels += rowLabels
+        }
+        let elapsed = ProcessInfo.processInfo.systemUptime - started
+        let grid = Tensor<Float>(shape: [rows.count * perClass, config.inChannels, config.resolution, config.resolution], scalars: images)
+        let outURL = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: outURL.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try writeGrid(grid, columns: perClass, to: outURL, labels: config.labelDim > 0 ? labels : nil, classNames: g.classNames)
+        print(String(format: "wrote %@ (%d images in %.1f s, %.2f img/s)", out, grid.shape[0], elapsed, Double(grid.shape[0]) / elapsed))
+    }
+
+    /// The noise generator of a row. Seeds one SplitMix step apart give the same stream shifted
+    /// by one draw, so the row's seed is a hashed (seed, class), landing at an unrelated point
+    /// of the cycle.
+    func rowGenerator(_ c: Int?) -> RandomGenerator {
+        var hash = RandomGenerator(seed: seed &+ UInt64((c ?? -1) + 1) &* 0x9E37_79B9_7F4A_7C15)
+        return RandomGenerator(seed: hash.next() ^ seed)
     }
 
     /// The rows' classes (nil: unconditional).

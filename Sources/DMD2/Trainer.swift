@@ -1,0 +1,492 @@
+// The DMD2 training loop on a CPU: iterations of the update rule (UpdateRule.swift), a JSON-lines
+// log per iteration, atomic checkpoints and a resume that continues bitwise identically.
+//
+// One iteration i (0-based; `step` counts completed iterations, so i = step):
+//   draws ← IterationDraws from the trainer's generator (z, y, every t and ε; a k-step
+//           generator's step j and re-noising after them)
+//   real  ← the loader's next batch (only when the GAN is on, or a few-step generator trains
+//           on noised real images, i.e. without backward simulation)
+//   pairs ← the next regression pairs (only on generator iterations of a regression run)
+//   DMD2Objective.iterate: G's phase when i % ratio == 0, the critic's phase, NaN/±∞ checks
+//   before any update, clipping and AdamW steps; then the EMA of G (if kept) after G's step
+// Randomness: one seed gives three independent streams (SplitMix64 draws): the head's
+// initialisation, the data order (DataLoader) and the trainer's generator (the draws).
+//
+// Run folder:
+//   teacher.safetensors              the frozen teacher μ_real (copied in at the start, so a
+//                                    resume needs no --teacher)
+//   log.jsonl                        one line per iteration (DistillRecord)
+//   checkpoints/step-00000500/       one checkpoint, complete or absent:
+//       generator.safetensors        G (EDMCheckpoint: EDM's keys, config, step, class names)
+//       generator_ema.safetensors    the EMA of G (when kept)
+//       fake.safetensors             μ_fake (EDMCheckpoint)
+//       head.safetensors             the GAN head (GANHead.file)
+//       optimizer_generator.safetensors, optimizer_critic.safetensors    AdamW states
+//       state.json                   the manifest: format, step, the run's config, the trainer's
+//                                    generator, the loader's state, the regression cursor,
+//                                    thread count, dtype, dataset, file sizes
+// A checkpoint is written into a hidden sibling folder and renamed into place (atomic), then
+// the oldest are pruned to `keepCheckpoints`. Bitwise resume needs the same thread count
+// (parallel reductions are chunked by it); the manifest records it and a mismatch is reported.
+import DMD2Core
+import DMD2Data
+import DMD2Ops
+import DMD2Train
+import EDM
+import Foundation
+import SafeTensors
+
+/// What one iteration did (one line of log.jsonl). Losses of a phase that did not run are nil.
+public struct DistillRecord: Codable, Equatable, Sendable {
+    public var step: Int
+    /// Whether G was updated in this iteration.
+    public var generatorStep: Bool
+    /// The step j of a k-step generator trained this iteration (nil for one step).
+    public var generatorStepIndex: Int?
+    public var lossDM: Double?
+    public var lossG: Double?
+    public var lossRegression: Double?
+    public var lossFake: Double
+    public var lossD: Double?
+    /// L_DM + w_G·L_G (+ w_reg·L_reg) and L_fake + w_D·L_D.
+    public var generatorLoss: Double?
+    public var criticLoss: Double
+    /// Global gradient norms before clipping.
+    public var gradNormGenerator: Double?
+    public var gradNormCritic: Double
+    public var lrGenerator: Double?
+    public var lrCritic: Double
+    /// Mean of G's batch x_g over all elements (TTUR oscillation shows here).
+    public var brightness: Double
+    /// σ of the DM loss per image (generator iterations) and of the critic's loss.
+    public var sigmaDM: [Double]?
+    public var sigmaFake: [Double]
+    /// D's mean logits on fake and real images (critic phase, GAN on).
+    public var logitFake: Double?
+    public var logitReal: Double?
+    public var seconds: Double
+    public var imagesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case step, brightness, seconds
+        case generatorStep = "generator_step", generatorStepIndex = "generator_step_index", lossDM = "L_DM", lossG = "L_G", lossRegression = "L_reg", lossFake = "L_fake"
+        case lossD = "L_D", generatorLoss = "generator_loss", criticLoss = "critic_loss"
+        case gradNormGenerator = "grad_norm_generator", gradNormCritic = "grad_norm_critic"
+        case lrGenerator = "lr_generator", lrCritic = "lr_critic", sigmaDM = "sigma_dm", sigmaFake = "sigma_fake"
+        case logitFake = "logit_fake", logitReal = "logit_real", imagesPerSecond = "img_per_s"
+    }
+}
+
+/// The manifest of a distillation checkpoint (`state.json`).
+public struct DistillCheckpointManifest: Codable, Equatable, Sendable {
+    public static let format = "swift-dmd2.distill-checkpoint"
+    public static let formatVersion = 1
+
+    public var format: String
+    public var formatVersion: Int
+    public var step: Int
+    public var config: DistillConfig
+    /// The trainer's generator after this step.
+    public var generator: RandomGenerator
+    /// The real-image loader (nil when the run reads no data).
+    public var loader: DataLoader.State?
+    /// The next regression pair to read.
+    public var regressionCursor: Int
+    public var threads: Int
+    public var dtype: String
+    public var dataset: String?
+    public var datasetItems: Int?
+    public var classNames: [String]?
+    /// Files of the checkpoint and their sizes in bytes.
+    public var files: [String: Int]
+
+    enum CodingKeys: String, CodingKey {
+        case format, step, config, generator, loader, threads, dtype, dataset, files
+        case formatVersion = "format_version", regressionCursor = "regression_cursor", datasetItems = "dataset_items"
+        case classNames = "class_names"
+    }
+}
+
+/// Checkpoint folders of a distillation run.
+public enum DistillCheckpoint {
+    public static let manifestName = "state.json"
+    public static let teacherName = "teacher.safetensors"
+    public static let generatorName = "generator.safetensors"
+    public static let generatorEMAName = "generator_ema.safetensors"
+    public static let fakeName = "fake.safetensors"
+    public static let headName = "head.safetensors"
+    public static let generatorOptimizerName = "optimizer_generator.safetensors"
+    public static let criticOptimizerName = "optimizer_critic.safetensors"
+
+    /// `checkpoints/step-00000500`.
+    public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
+
+    /// The complete checkpoints under `run/checkpoints`, oldest first.
+    public static func all(in run: URL) -> [(step: Int, url: URL)] {
+        let root = run.appendingPathComponent("checkpoints")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return names.compactMap { name -> (Int, URL)? in
+            guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)) else { return nil }
+            let url = root.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: url.appendingPathComponent(manifestName).path) else { return nil }
+            return (step, url)
+        }.sorted { $0.0 < $1.0 }
+    }
+
+    /// The newest complete checkpoint of a run, or nil.
+    public static func latest(in run: URL) -> URL? { all(in: run).last?.url }
+
+    /// A checkpoint folder's manifest, with every listed file present at its recorded size.
+    public static func manifest(at folder: URL) throws -> DistillCheckpointManifest {
+        let url = folder.appendingPathComponent(manifestName)
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw DistillError.badCheckpoint("\(url.path): cannot read (\(error.localizedDescription))")
+        }
+        let manifest: DistillCheckpointManifest
+        do { manifest = try JSONDecoder().decode(DistillCheckpointManifest.self, from: data) } catch {
+            throw DistillError.badCheckpoint("\(url.path): not a distillation checkpoint manifest (\(error))")
+        }
+        guard manifest.format == DistillCheckpointManifest.format, manifest.formatVersion == DistillCheckpointManifest.formatVersion else {
+            throw DistillError.badCheckpoint("\(url.path): format \(manifest.format) v\(manifest.formatVersion), expected \(DistillCheckpointManifest.format) v\(DistillCheckpointManifest.formatVersion)")
+        }
+        for (name, size) in manifest.files.sorted(by: { $0.key < $1.key }) {
+            let file = folder.appendingPathComponent(name)
+            let actual = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? nil
+            guard let actual else { throw DistillError.badCheckpoint("\(file.path): missing (listed in \(manifestName))") }
+            guard actual == size else {
+                throw DistillError.badCheckpoint("\(file.path): \(actual) bytes, the manifest says \(size) (truncated or replaced)")
+            }
+        }
+        return manifest
+    }
+
+    /// The generator file a path designates: a `.safetensors` file as is; a checkpoint folder's
+    /// EMA generator (`ema` true, or nil and the run kept one) or raw generator; a run folder's
+    /// newest checkpoint.
+    public static func generatorFile(at url: URL, ema: Bool? = nil) throws -> URL {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw DistillError.badCheckpoint("\(url.path): no such file or folder")
+        }
+        guard isDirectory.boolValue else { return url }
+        var folder = url
+        if !FileManager.default.fileExists(atPath: url.appendingPathComponent(manifestName).path) {
+            guard let latest = latest(in: url) else {
+                throw DistillError.badCheckpoint("\(url.path): neither a distillation checkpoint folder (no \(manifestName)) nor a run folder with checkpoints/step-*")
+            }
+            folder = latest
+        }
+        let manifest = try manifest(at: folder)
+        let hasEMA = manifest.files[generatorEMAName] != nil
+        if ema == true && !hasEMA { throw DistillError.badCheckpoint("\(folder.path): the run kept no EMA of G; use the raw generator") }
+        return folder.appendingPathComponent((ema ?? hasEMA) && hasEMA ? generatorEMAName : generatorName)
+    }
+}
+
+/// Distils a teacher into a one- or few-step generator (see the file header).
+public final class DistillTrainer<T: TensorScalar> {
+    public private(set) var config: DistillConfig
+    public let runDirectory: URL
+    public private(set) var networks: DMD2Networks<T>
+    public let optimizers: DMD2Optimizers<T>
+    public private(set) var ema: EMA<T>?
+    /// The real-image loader (nil when the GAN is off).
+    public private(set) var loader: DataLoader?
+    /// The trainer's generator (every draw of every iteration).
+    public private(set) var rng: RandomGenerator
+    /// Iterations completed.
+    public private(set) var step: Int
+    /// The next regression pair.
+    public private(set) var regressionCursor: Int
+    public let classNames: [String]?
+
+    private let pairs: RegressionPairs?
+    private let datasetName: String?
+    private let log: JSONLinesLog
+
+    /// The EMA of G as a network (nil without EMA).
+    public var emaGenerator: UNet<T>? {
+        ema.map { e in
+            let g = networks.generator.parameters
+            return UNet(config: networks.config, parameters: ParameterStore(zip(g.names, e.values).map {
+                (name: $0, variable: Variable($1, requiresGrad: false, name: $0))
+            }))
+        }
+    }
+
+    /// A fresh run in `runDirectory` (created; it must not hold checkpoints yet). `dataset`
+    /// supplies the real images (needed when the GAN is on); `classNames` go into the checkpoints.
+    public init(config: DistillConfig, teacher: UNet<T>, dataset: (any ImageDataset)?, runDirectory: URL,
+                classNames: [String]? = nil) throws {
+        var config = config
+        config.network = teacher.config
+        try config.validate()
+        if let existing = DistillCheckpoint.latest(in: runDirectory) {
+            throw DistillError.badCheckpoint("\(runDirectory.path) already holds checkpoints (\(existing.lastPathComponent)); resume it or choose another run folder")
+        }
+        if let r = config.regression { config.regression?.pairsFile = URL(fileURLWithPath: r.pairsFile).standardizedFileURL.path }
+        let pairs = try Self.openPairs(config)
+        var seeds = RandomGenerator(seed: config.seed)
+        var headRNG = RandomGenerator(seed: seeds.next())
+        let loaderSeed = seeds.next()
+        let networks = DMD2Networks<T>(teacher: teacher, headRNG: &headRNG)
+        let loader = try Self.makeLoader(config, dataset: dataset, seed: loaderSeed)
+
+        try Self.createFolder(runDirectory.appendingPathComponent("checkpoints"))
+        do { try EDMCheckpoint.save(teacher, to: runDirectory.appendingPathComponent(DistillCheckpoint.teacherName)) } catch {
+            throw DistillError.badCheckpoint("cannot write \(runDirectory.appendingPathComponent(DistillCheckpoint.teacherName).path): \(error)")
+        }
+        self.config = config
+        self.runDirectory = runDirectory
+        self.networks = networks
+        self.optimizers = DMD2Optimizers(networks: networks, generator: config.generatorOptimizer, critic: config.criticOptimizer,
+                                         maxGradNorm: config.maxGradNorm)
+        self.ema = config.ema.map { EMA(networks.generator.parameters.variables, schedule: $0) }
+        self.loader = loader
+        self.rng = RandomGenerator(seed: seeds.next())
+        self.step = 0
+        self.regressionCursor = 0
+        self.classNames = classNames ?? dataset?.classNames
+        self.pairs = pairs
+        self.datasetName = loader == nil ? nil : dataset?.name
+        let logURL = runDirectory.appendingPathComponent("log.jsonl")
+        try? FileManager.default.removeItem(at: logURL)                 // a run that never checkpointed
+        self.log = try JSONLinesLog(url: logURL)
+    }
+
+    /// Resume the newest checkpoint of `runDirectory`. `iterations` may extend (or shorten) the
+    /// run; everything else comes from the checkpoint. The log is cut back to the checkpoint.
+    public init(resuming runDirectory: URL, dataset: (any ImageDataset)?, iterations: Int? = nil,
+                report: (String) -> Void = { _ in }) throws {
+        guard let folder = DistillCheckpoint.latest(in: runDirectory) else {
+            throw DistillError.badCheckpoint("\(runDirectory.path): no checkpoint to resume (checkpoints/step-*/\(DistillCheckpoint.manifestName))")
+        }
+        let manifest = try DistillCheckpoint.manifest(at: folder)
+        guard manifest.dtype == T.dtypeTag else {
+            throw DistillError.badCheckpoint("\(folder.path): trained in \(manifest.dtype), resumed in \(T.dtypeTag)")
+        }
+        var config = manifest.config
+        if let iterations { config.iterations = iterations }
+        try config.validate()
+        let network = DMD2Networks<T>.studentConfig(teacher: config.network)
+
+        func load(_ name: String, _ c: UNetConfig) throws -> UNet<T> {
+            let url = name == DistillCheckpoint.teacherName ? runDirectory.appendingPathComponent(name) : folder.appendingPathComponent(name)
+            do { return try EDMCheckpoint.load(from: url, config: c).net } catch {
+                throw DistillError.badCheckpoint("\(url.path): \(error)")
+            }
+        }
+        let teacher = try load(DistillCheckpoint.teacherName, config.network)
+        let generator = try load(DistillCheckpoint.generatorName, network)
+        let fake = try load(DistillCheckpoint.fakeName, network)
+        let head: GANHead<T> = try GANHead.load(from: folder.appendingPathComponent(DistillCheckpoint.headName))
+        let networks = DMD2Networks(generator: generator, real: UNet(config: network, parameters: teacher.parameters),
+                                    fake: fake, head: head)
+        let optimizers = DMD2Optimizers(networks: networks, generator: config.generatorOptimizer, critic: config.criticOptimizer,
+                                        maxGradNorm: config.maxGradNorm)
+        for (optimizer, name) in [(optimizers.generator, DistillCheckpoint.generatorOptimizerName),
+                                  (optimizers.critic, DistillCheckpoint.criticOptimizerName)] {
+            let url = folder.appendingPathComponent(name)
+            do { try optimizer.restore(from: url) } catch { throw DistillError.badCheckpoint("\(url.path): \(error)") }
+        }
+        var ema: EMA<T>?
+        if let schedule = config.ema {
+            let url = folder.appendingPathComponent(DistillCheckpoint.generatorEMAName)
+            do { ema = EMA(values: try load(DistillCheckpoint.generatorEMAName, network).parameters.variables.map(\.value), schedule: schedule) } catch {
+                throw DistillError.badCheckpoint("\(url.path): \(error)")
+            }
+        }
+        var loader = try Self.makeLoader(config, dataset: dataset, seed: 0)
+        if var l = loader {
+            guard let state = manifest.loader, l.count == manifest.datasetItems else {
+                throw DistillError.dataMismatch("\(dataset!.name) gives \(l.count) images, the run read \(manifest.datasetItems.map(String.init) ?? "none") from \(manifest.dataset ?? "no dataset")")
+            }
+            l.restore(state)
+            loader = l
+            if dataset!.name != manifest.dataset { report("note: the run read real images from \(manifest.dataset ?? "?"), resumed with \(dataset!.name)") }
+        }
+        if manifest.threads != Threads.count {
+            report("note: the run was trained with \(manifest.threads) threads, resumed with \(Threads.count): results will differ in the last bits from an uninterrupted run")
+        }
+
+        self.config = config
+        self.runDirectory = runDirectory
+        self.networks = networks
+        self.optimizers = optimizers
+        self.ema = ema
+        self.loader = loader
+        self.rng = manifest.generator
+        self.step = manifest.step
+        self.regressionCursor = manifest.regressionCursor
+        self.classNames = manifest.classNames
+        self.pairs = try Self.openPairs(config)
+        self.datasetName = manifest.dataset
+        let logURL = runDirectory.appendingPathComponent("log.jsonl")
+        let resumedStep = manifest.step
+        try JSONLinesLog.truncate(logURL) { ($0["step"] as? Int).map { $0 <= resumedStep } ?? false }
+        self.log = try JSONLinesLog(url: logURL)
+    }
+
+    // MARK: Training
+
+    /// One iteration (see the file header); also appends its line to log.jsonl.
+    @discardableResult
+    public func iterate() throws -> DistillRecord {
+        let started = ProcessInfo.processInfo.systemUptime
+        let c = config.network, B = config.batchSize
+        let updateGenerator = config.updatesGenerator(atIteration: step)
+        let draws = IterationDraws<T>.draw(shape: [B, c.inChannels, c.resolution, c.resolution], classes: c.labelDim,
+                                           dmSteps: config.dmSteps, generatorSteps: config.generatorSteps, rng: &rng)
+        var real: RealBatch<T>?
+        if config.readsRealImages, var l = loader {
+            let batch = try l.next()
+            loader = l
+            let images = T.self == Float.self ? batch.images as! Tensor<T> : batch.images.converted(to: T.self)
+            real = RealBatch(images: images, labels: c.labelDim > 0 ? oneHot(batch.labels, classes: c.labelDim) : nil)
+        }
+        let regression: RegressionBatch<T>? = updateGenerator ? pairs.map { $0.batch(at: regressionCursor, size: B) } : nil
+
+        let outcome = try config.objective.iterate(networks: networks, optimizers: optimizers, draws: draws, real: real,
+                                                   regression: regression, updateGenerator: updateGenerator, step: step + 1)
+        step += 1
+        if let pairs, regression != nil { regressionCursor = (regressionCursor + B) % pairs.count }
+        if updateGenerator, ema != nil {
+            let updates = (step - 1) / config.tturRatio + 1                 // generator steps so far
+            ema!.update(networks.generator.parameters.variables, batchImages: B, imagesSeen: updates * B)
+        }
+
+        let seconds = ProcessInfo.processInfo.systemUptime - started
+        let g = outcome.generator, k = outcome.critic
+        let mean = { (t: Tensor<T>) in Double(t.mean()) }
+        let record = DistillRecord(
+            step: step, generatorStep: updateGenerator, generatorStepIndex: config.generatorSteps > 1 ? outcome.rollout.step : nil,
+            lossDM: (g?.dm?.loss.value.scalar).map(Double.init), lossG: (g?.gan?.loss.value.scalar).map(Double.init),
+            lossRegression: (g?.regression).map(Double.init), lossFake: Double(k.fake.loss.value.scalar),
+            lossD: (k.discriminator?.loss.value.scalar).map(Double.init), generatorLoss: (g?.total).map(Double.init),
+            criticLoss: Double(k.total), gradNormGenerator: outcome.generatorGradNorm, gradNormCritic: outcome.criticGradNorm,
+            lrGenerator: outcome.generatorLearningRate, lrCritic: outcome.criticLearningRate, brightness: mean(outcome.images),
+            sigmaDM: g?.dm?.sigma, sigmaFake: k.fake.sigma, logitFake: k.discriminator.map { mean($0.logitsFake) },
+            logitReal: k.discriminator.map { mean($0.logitsReal) }, seconds: seconds,
+            imagesPerSecond: Double(B) / max(seconds, 1e-9))
+        try log.write(record)
+        return record
+    }
+
+    /// Run until `config.iterations`, writing a checkpoint every `checkpointInterval` iterations
+    /// and at the end. A `NonFiniteError` stops the run before its updates; the checkpoints on
+    /// disk stay as they were.
+    public func run(onIteration: (DistillRecord) -> Void = { _ in }, onCheckpoint: (URL) -> Void = { _ in }) throws {
+        while step < config.iterations {
+            let record = try iterate()
+            onIteration(record)
+            let interval = config.checkpointInterval
+            if step == config.iterations || (interval > 0 && step % interval == 0) {
+                onCheckpoint(try saveCheckpoint())
+            }
+        }
+    }
+
+    // MARK: Checkpoints
+
+    /// Write the current state as `checkpoints/step-<step>` atomically, then prune old ones.
+    @discardableResult
+    public func saveCheckpoint() throws -> URL {
+        let fm = FileManager.default
+        let root = runDirectory.appendingPathComponent("checkpoints")
+        try Self.createFolder(root)
+        let name = DistillCheckpoint.folderName(step: step)
+        let target = root.appendingPathComponent(name)
+        let partial = root.appendingPathComponent(".\(name).partial-\(UUID().uuidString)")
+        try Self.createFolder(partial)
+        do {
+            var metadata = ["sigma_max": String(DMD2Networks<T>.sigmaMax)]
+            if config.generatorSteps > 1 { metadata.merge(config.generatorSchedule.metadata) { $1 } }
+            let json = JSONEncoder()
+            json.outputFormatting = [.sortedKeys]
+            if let classNames, let data = try? json.encode(classNames) { metadata["class_names"] = String(decoding: data, as: UTF8.self) }
+            func save(_ net: UNet<T>, _ file: String, role: String) throws {
+                var m = metadata
+                m["role"] = role
+                try EDMCheckpoint.save(net, to: partial.appendingPathComponent(file), step: step, metadata: m)
+            }
+            try save(networks.generator.net, DistillCheckpoint.generatorName, role: "dmd2-generator")
+            if let emaGenerator { try save(emaGenerator, DistillCheckpoint.generatorEMAName, role: "dmd2-generator-ema") }
+            try save(networks.fake.net, DistillCheckpoint.fakeName, role: "dmd2-fake-critic")
+            try networks.head.file(step: step).write(to: partial.appendingPathComponent(DistillCheckpoint.headName))
+            try optimizers.generator.save(to: partial.appendingPathComponent(DistillCheckpoint.generatorOptimizerName))
+            try optimizers.critic.save(to: partial.appendingPathComponent(DistillCheckpoint.criticOptimizerName))
+            var files: [String: Int] = [:]
+            for file in [DistillCheckpoint.generatorName, DistillCheckpoint.generatorEMAName, DistillCheckpoint.fakeName,
+                         DistillCheckpoint.headName, DistillCheckpoint.generatorOptimizerName, DistillCheckpoint.criticOptimizerName] {
+                if let size = try? fm.attributesOfItem(atPath: partial.appendingPathComponent(file).path)[.size] as? Int {
+                    files[file] = size
+                }
+            }
+            let manifest = DistillCheckpointManifest(
+                format: DistillCheckpointManifest.format, formatVersion: DistillCheckpointManifest.formatVersion, step: step,
+                config: config, generator: rng, loader: loader?.state, regressionCursor: regressionCursor, threads: Threads.count,
+                dtype: T.dtypeTag, dataset: datasetName, datasetItems: loader?.count, classNames: classNames, files: files)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(manifest).write(to: partial.appendingPathComponent(DistillCheckpoint.manifestName), options: .atomic)
+
+            // Into place: a folder rename is atomic; an existing folder of the same step is moved aside first.
+            if fm.fileExists(atPath: target.path) {
+                let aside = root.appendingPathComponent(".\(name).old-\(UUID().uuidString)")
+                try fm.moveItem(at: target, to: aside)
+                try fm.moveItem(at: partial, to: target)
+                try? fm.removeItem(at: aside)
+            } else {
+                try fm.moveItem(at: partial, to: target)
+            }
+        } catch {
+            try? fm.removeItem(at: partial)
+            throw DistillError.badCheckpoint("cannot write \(target.path): \(error)")
+        }
+        if config.keepCheckpoints > 0 {
+            for old in DistillCheckpoint.all(in: runDirectory).dropLast(config.keepCheckpoints) {
+                try? fm.removeItem(at: old.url)
+            }
+        }
+        return target
+    }
+
+    // MARK: Helpers
+
+    /// The real-image loader of a run that reads real images (the GAN, or a few-step generator
+    /// without backward simulation; nil otherwise), after checking the dataset fits the teacher.
+    static func makeLoader(_ config: DistillConfig, dataset: (any ImageDataset)?, seed: UInt64) throws -> DataLoader? {
+        guard config.readsRealImages else { return nil }
+        guard let dataset else {
+            throw DistillError.dataMismatch(config.gan ? "the GAN terms need real images: pass a dataset (or turn the GAN off)"
+                                                       : "a few-step generator without backward simulation trains on noised real images: pass a dataset")
+        }
+        let n = config.network
+        guard dataset.resolution == n.resolution, dataset.channels == n.inChannels else {
+            throw DistillError.dataMismatch("\(dataset.name) holds \(dataset.resolution)×\(dataset.resolution)×\(dataset.channels) images, the teacher takes \(n.resolution)×\(n.resolution)×\(n.inChannels)")
+        }
+        if n.labelDim > 0 {
+            guard dataset.classCount == n.labelDim else {
+                throw DistillError.dataMismatch("\(dataset.name) has \(dataset.classCount) classes, the teacher is conditioned on \(n.labelDim)")
+            }
+        }
+        return DataLoader(dataset: dataset, batchSize: config.batchSize, seed: seed, maxItems: config.maxItems)
+    }
+
+    static func openPairs(_ config: DistillConfig) throws -> RegressionPairs? {
+        guard let r = config.regression else { return nil }
+        let pairs = try RegressionPairs(contentsOf: URL(fileURLWithPath: r.pairsFile))
+        let n = config.network
+        guard Array(pairs.latents.shape.dropFirst()) == [n.inChannels, n.resolution, n.resolution], pairs.config.labelDim == n.labelDim else {
+            throw DistillError.dataMismatch("\(r.pairsFile): pairs of \(pairs.latents.shape) with \(pairs.config.labelDim) classes do not fit the teacher (\(n.inChannels)×\(n.resolution)×\(n.resolution), \(n.labelDim) classes)")
+        }
+        return pairs
+    }
+
+    static func createFolder(_ url: URL) throws {
+        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+            throw DistillError.badCheckpoint("\(url.path): cannot create folder (\(error.localizedDescription))")
+        }
+    }
+}

@@ -1,0 +1,217 @@
+// `dmd2 distill`: distil an EDM teacher into a one-step generator with DMD2 (METHOD.md §2), or
+// a k-step one with backward simulation (`--generator-steps k`, §3, docs/FEW-STEP.md), with a
+// progress bar, a JSON-lines log and resumable checkpoints; `--debug-state FILE` writes the
+// debug-state file of one generator + one critic step instead (docs/DEBUG-STATE.md; with
+// `--generator-steps k` the few-step variant).
+import ArgumentParser
+import DMD2
+import DMD2Core
+import DMD2Data
+import DMD2Train
+import EDM
+import Foundation
+import SafeTensors
+
+struct Distill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distill",
+        abstract: "Distil an EDM teacher into a one- or few-step generator with DMD2 (distribution matching, fake critic, GAN head, TTUR, backward simulation).",
+        discussion: """
+            The run folder (--run) gets teacher.safetensors (a copy of the teacher), log.jsonl (one line per iteration: \
+            L_DM, L_fake, L_D, L_G, gradient norms, brightness, σ drawn) and checkpoints/step-N/ (G, μ_fake, the head, both \
+            optimizers, RNG and loader state). Pointing --run at a folder with checkpoints resumes its newest one bitwise \
+            identically (with the same --threads); only --iterations may change then. Sample with \
+            `dmd2 sample --generator <run>` (it uses the run's steps). --generator-steps k trains a k-step generator on the \
+            σ levels K[999 − i·⌊1000/k⌋] (k = 4: 80, 17.50, 2.504, 0.1681), each iteration at one step j drawn uniformly, \
+            its input rolled out by the current G from fresh noise (backward simulation) or, with \
+            --no-backward-simulation, a noised real image.
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @Option(name: .long, help: "The teacher: a network .safetensors file, or a train-teacher run or checkpoint folder (its EMA weights unless --raw-teacher).")
+    var teacher: String = "runs/teacher"
+    @Flag(name: .long, help: "Use the raw (non-EMA) weights of a train-teacher folder.")
+    var rawTeacher = false
+    @Option(name: .long, help: "Real images for the GAN: an EDM dataset folder or zip, or a folder prepared by `dmd2 prepare-data` (its train/ is used).")
+    var data: String = "data/fashion-mnist-64"
+    @Option(name: .long, help: "Images per iteration.")
+    var batch: Int = 8
+    @Option(name: .long, help: "Iterations in all (default 1000; on resume: the run's own).")
+    var iterations: Int?
+    @Option(name: .long, help: "Learning rate of both AdamW optimizers (DMD2 ImageNet: 2e-6).")
+    var lr: Double = 2e-6
+    @Option(name: .long, help: "Optimizer steps of linear learning-rate warm-up (each optimizer counts its own steps).")
+    var warmUp: Int = 0
+    @Option(name: .long, help: "AdamW's decoupled weight decay.")
+    var weightDecay: Double = 0.01
+    @Option(name: .long, help: "Two time-scale update ratio: G is updated every N-th iteration, the critic every iteration.")
+    var tturRatio: Int = 5
+    @Option(name: .customLong("gan-weight-g"), help: "Weight of the generator's GAN loss L_G.")
+    var ganWeightG: Double = 3e-3
+    @Option(name: .customLong("gan-weight-d"), help: "Weight of the discriminator loss L_D in the critic's loss.")
+    var ganWeightD: Double = 1e-2
+    @Flag(name: .long, help: "No GAN terms (no head, no real images).")
+    var noGAN = false
+    @Flag(name: .customLong("no-dm"), help: "No distribution matching loss (the paper's 'GAN alone' ablation).")
+    var noDM = false
+    @Option(name: .long, help: "Clip each optimizer's global gradient norm to this.")
+    var clip: Double = 10
+    @Option(name: .long, help: "Keep an EMA of G with this decay β per generator step (default: no EMA).")
+    var ema: Double?
+    @Option(name: .long, help: "Classifier-free guidance scale w on the real score: μ_real = D_∅ + w·(D_y − D_∅) (a teacher trained with label dropout).")
+    var realGuidance: Double?
+    @Option(name: .long, help: "Generator steps k (1: one step at σ = 80; DMD2's few-step generator: 4, on K[999], K[749], K[499], K[249]).")
+    var generatorSteps: Int = 1
+    @Flag(name: .long, help: "Train a few-step generator on noised real images instead of its own rollout (the ablation; needs --data).")
+    var noBackwardSimulation = false
+    @Option(name: .long, help: "Original DMD's regression loss: a pairs file from `dmd2 make-pairs`.")
+    var regressionPairs: String?
+    @Option(name: .long, help: "Weight of the regression loss (L2 to the teacher's samples).")
+    var regressionWeight: Double = 0.25
+    @Option(name: .long, help: "Read at most this many real images (balanced over classes).")
+    var maxItems: Int?
+    @Option(name: .long, help: "Seed of the head's initialisation, the data order and every draw.")
+    var seed: UInt64 = 0
+    @Option(name: .long, help: "A checkpoint every N iterations (and at the end); 0: only at the end.")
+    var checkpointEvery: Int = 500
+    @Option(name: .long, help: "Checkpoints kept (the newest); 0 keeps all.")
+    var keep: Int = 3
+    @Option(name: .customLong("run"), help: "Run folder (an existing one with checkpoints is resumed).")
+    var runFolder: String = "runs/distill"
+    @Option(name: .long, help: "Write the debug state of one generator + one critic step on a tiny random network to this file, replay it, and exit.")
+    var debugState: String?
+
+    func validate() throws {
+        guard (iterations ?? 0) >= 0, batch > 0, lr >= 0, warmUp >= 0, tturRatio >= 1, checkpointEvery >= 0, keep >= 0, clip > 0 else {
+            throw ValidationError("--iterations, --lr, --warm-up, --checkpoint-every, --keep must be ≥ 0; --batch, --ttur-ratio, --clip > 0")
+        }
+        if let ema, !(0...1).contains(ema) { throw ValidationError("--ema must be a decay in [0, 1], got \(ema)") }
+        if noGAN && noDM && regressionPairs == nil { throw ValidationError("--no-gan and --no-dm leave G without a loss (add --regression-pairs)") }
+        guard (1...SigmaGrid.dmd2.count).contains(generatorSteps) else {
+            throw ValidationError("--generator-steps must lie in 1…\(SigmaGrid.dmd2.count), got \(generatorSteps)")
+        }
+    }
+
+    func run() throws {
+        common.apply()
+        if let debugState { return try writeDebugState(to: URL(fileURLWithPath: debugState)) }
+        let runURL = URL(fileURLWithPath: runFolder)
+        let trainer: DistillTrainer<Float>
+        var notes: [String] = []
+        if DistillCheckpoint.latest(in: runURL) != nil {
+            let manifest = try DistillCheckpoint.manifest(at: DistillCheckpoint.latest(in: runURL)!)
+            let dataset = manifest.config.readsRealImages ? try openDataset(channels: manifest.config.network.inChannels) : nil
+            trainer = try DistillTrainer<Float>(resuming: runURL, dataset: dataset, iterations: iterations, report: { notes.append($0) })
+            print("resuming \(runFolder) at iteration \(trainer.step) of \(trainer.config.iterations)")
+        } else {
+            let loaded = try loadTeacher()
+            let config = distillConfig(loaded.net.config)
+            let dataset = config.readsRealImages ? try openDataset(channels: loaded.net.config.inChannels) : nil
+            if realGuidance != nil && loaded.net.config.labelDropout == 0 {
+                notes.append("warning: --real-guidance with a teacher trained without label dropout: its unconditional prediction D_∅ was never trained")
+            }
+            let names = loaded.metadata["class_names"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+            trainer = try DistillTrainer<Float>(config: config, teacher: loaded.net, dataset: dataset,
+                                                runDirectory: runURL, classNames: names ?? dataset?.classNames)
+        }
+        let c = trainer.config, n = c.network
+        print("teacher: \(n.resolution)×\(n.resolution)×\(n.inChannels), \(n.labelDim) classes, \(n.parameterCount.formatted()) parameters per network (G, μ_real, μ_fake), head \(trainer.networks.head.parameters.scalarCount.formatted())")
+        if let loader = trainer.loader { print("real images: \(loader.dataset.name), \(loader.count) images") }
+        print("losses: \(c.distributionMatching ? "L_DM" : "no DM")\(c.gan ? String(format: " + %g·L_G; critic L_fake + %g·L_D", c.ganWeightGenerator, c.ganWeightCritic) : ", no GAN; critic L_fake")\(c.regression.map { String(format: "; + %g·L_reg (%@)", $0.weight, $0.pairsFile) } ?? "")\(c.realGuidance.map { String(format: "; real guidance %g", $0) } ?? "")")
+        if c.generatorSteps > 1 {
+            let s = c.generatorSchedule
+            print("generator: \(s.steps) steps at σ = \(s.sigmas.map { String(format: "%.4g", $0) }.joined(separator: ", ")) (K[\(s.indices.map(String.init).joined(separator: "], K["))]); inputs: \(c.backwardSimulation ? "backward simulation (rollout of the current G)" : "noised real images (no backward simulation)")")
+        }
+        print("training: \(c.iterations) iterations × batch \(c.batchSize), TTUR ratio \(c.tturRatio), AdamW lr \(c.generatorOptimizer.learningRate) (warm-up \(c.generatorOptimizer.warmUpSteps)), wd \(c.generatorOptimizer.weightDecay), clip \(c.maxGradNorm), EMA \(c.ema?.summary ?? "off"), threads \(Threads.count)")
+        for note in notes { print(note) }
+        print("run folder: \(runFolder)  (teacher.safetensors, log.jsonl, checkpoints/)")
+
+        let progressBar = ProgressBar(total: c.iterations, label: "distill", startIteration: trainer.step)
+        let started = ProcessInfo.processInfo.systemUptime, startStep = trainer.step
+        var lastDM = Double.nan, lastG = Double.nan
+        do {
+            try trainer.run(onIteration: { r in
+                if let v = r.lossDM { lastDM = v }
+                if let v = r.lossG { lastG = v }
+                let elapsed = ProcessInfo.processInfo.systemUptime - started
+                let imagesPerSecond = Double((r.step - startStep) * c.batchSize) / max(elapsed, 1e-9)
+                progressBar.update(r.step, status: String(format: "L_DM %.4g · L_fake %.4g · L_D %@ · L_G %.4g · %.2f img/s",
+                                                          lastDM, r.lossFake, r.lossD.map { String(format: "%.4g", $0) } ?? "–",
+                                                          lastG, imagesPerSecond))
+            }, onCheckpoint: { url in
+                progressBar.message("checkpoint: \(url.path)")
+            })
+        } catch let error as NonFiniteError {
+            progressBar.finish()
+            let last = DistillCheckpoint.latest(in: runURL).map { $0.path } ?? "none"
+            throw CLIError("\(error)\nlast good checkpoint: \(last)")
+        }
+        progressBar.finish()
+        let elapsed = ProcessInfo.processInfo.systemUptime - started
+        let done = trainer.step - startStep
+        print(String(format: "done: %d iterations in %@ (%.2f img/s)", done, ProgressBar.duration(elapsed), Double(done * c.batchSize) / max(elapsed, 1e-9)))
+        print("sample: dmd2 sample --generator \(runFolder)")
+    }
+
+    func distillConfig(_ network: UNetConfig) -> DistillConfig {
+        DistillConfig(network: network, batchSize: batch, iterations: iterations ?? 1000, learningRate: lr, warmUpSteps: warmUp,
+                      weightDecay: weightDecay, tturRatio: tturRatio, distributionMatching: !noDM, gan: !noGAN,
+                      ganWeightGenerator: ganWeightG, ganWeightCritic: ganWeightD, maxGradNorm: clip, ema: ema.map { .decay($0) },
+                      realGuidance: realGuidance,
+                      regression: regressionPairs.map { RegressionSettings(pairsFile: $0, weight: regressionWeight) },
+                      seed: seed, checkpointInterval: checkpointEvery, keepCheckpoints: keep, maxItems: maxItems,
+                      generatorSteps: generatorSteps, backwardSimulation: !noBackwardSimulation)
+    }
+
+    /// The teacher network at --teacher (a train-teacher folder's EMA weights unless --raw-teacher
+    /// or it kept none).
+    func loadTeacher() throws -> LoadedCheckpoint<Float> {
+        try loadTeacherNetwork(teacher, raw: rawTeacher)
+    }
+
+    /// The dataset at --data, read with the teacher's channel count.
+    func openDataset(channels: Int) throws -> EDMDataset {
+        var url = URL(fileURLWithPath: data)
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: url.path) else {
+            throw CLIError("no dataset at \(data): run `dmd2 prepare-data --out \(data)` first, pass --data, or use --no-gan")
+        }
+        if !fm.fileExists(atPath: url.appendingPathComponent("dataset.json").path),
+           fm.fileExists(atPath: url.appendingPathComponent("train").path) {
+            url = url.appendingPathComponent("train")
+        }
+        return try EDMDataset(url: url, channels: channels)
+    }
+
+    func writeDebugState(to url: URL) throws {
+        let started = ProcessInfo.processInfo.systemUptime
+        let inputs = DebugState.randomInputs(seed: seed, generatorSteps: generatorSteps, backwardSimulation: !noBackwardSimulation)
+        let file = try DebugState.record(inputs)
+        try file.write(to: url)
+        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+        let c = inputs.config
+        print("debug state: \(url.path), \(file.tensors.count) tensors, \(size.formatted()) bytes; network \(c.resolution)×\(c.resolution)×\(c.inChannels), \(c.parameterCount.formatted()) parameters, head \(inputs.head.scalarCount.formatted()), batch \(inputs.settings.batch), seed \(seed)\(generatorSteps > 1 ? ", \(generatorSteps) generator steps (trained step j = \(inputs.draws.fewStep!.step))" : "")")
+        let comparisons = try DebugState.replay(try SafeTensorsFile(contentsOf: url))
+        let failed = comparisons.filter { !$0.passed }
+        let worst = comparisons.filter { $0.tolerance > 0 }.max { $0.error < $1.error }
+        print(String(format: "replayed: %d tensors, %d outside tolerance; largest relative difference %.2e (%@); %.1f s",
+                     comparisons.count, failed.count, worst?.error ?? 0, worst?.key ?? "–", ProcessInfo.processInfo.systemUptime - started))
+        for f in failed.prefix(10) { print(String(format: "  %@: %.3e > %.0e", f.key, f.error, f.tolerance)) }
+        if !failed.isEmpty { throw ExitCode(1) }
+    }
+}
+
+/// The teacher network at `path` (a .safetensors file, or a train-teacher run or checkpoint
+/// folder: its EMA weights unless `raw` or the run kept none).
+func loadTeacherNetwork(_ path: String, raw: Bool) throws -> LoadedCheckpoint<Float> {
+    let url = URL(fileURLWithPath: path)
+    let file: URL
+    if !raw, let ema = try? TeacherCheckpoint.networkFile(at: url, ema: true) {
+        file = ema
+    } else {
+        file = try TeacherCheckpoint.networkFile(at: url, ema: false)
+    }
+    do { return try EDMCheckpoint.load(from: file) } catch {
+        throw CLIError("cannot load the teacher from \(file.path): \(error)")
+    }
+}
