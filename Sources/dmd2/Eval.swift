@@ -6,6 +6,7 @@
 // the EDM one. Another generator (a one- or few-step DMD2 student) plugs in by building its own
 // ImageSource; everything after sampling is shared.
 import ArgumentParser
+import DMD2
 import DMD2Core
 import DMD2Data
 import DMD2Metrics
@@ -40,6 +41,8 @@ struct Eval: ParsableCommand {
     @OptionGroup var common: CommonOptions
     @Option(name: .long, help: "A teacher run folder (its newest checkpoint), a checkpoint folder, or a network .safetensors file.")
     var checkpoint: String = "runs/teacher"
+    @Option(name: .long, help: "Evaluate a DMD2 generator instead of a teacher: a distill run folder (its newest checkpoint), a checkpoint folder or a generator .safetensors (the sampler options are ignored).")
+    var generator: String?
     @Flag var weights: Weights = .ema
     @Option(name: .long, help: "heun (NFE 2n − 1), euler (NFE n) or stochastic (Heun with EDM's churn).")
     var sampler: SamplerKind = .heun
@@ -81,7 +84,7 @@ struct Eval: ParsableCommand {
     func run() throws {
         common.apply()
         let started = ProcessInfo.processInfo.systemUptime
-        let source = try teacherSource()
+        let source = try generator.map { try generatorSource(URL(fileURLWithPath: $0)) } ?? teacherSource()
         let outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
 
@@ -178,6 +181,20 @@ struct Eval: ParsableCommand {
             let result = edm.sample(shape: [labels.count] + shape, rng: &rng,
                                     denoise: denoiser.samplingFunction(classLabels: onehot, guidance: guidance))
             return result.x.converted(to: Float.self)
+        }
+    }
+
+    /// A DMD2 generator as an ImageSource: G's steps from fresh noise per image (one for a
+    /// one-step generator), `--raw` for the raw weights where the run kept an EMA.
+    func generatorSource(_ url: URL) throws -> ImageSource {
+        let g = try DMD2Generator(contentsOf: url, ema: weights == .raw ? false : nil)
+        let config = g.config
+        print("generator: \(url.path) (step \(g.step.map(String.init) ?? "?")), \(config.resolution)×\(config.resolution)×\(config.inChannels), \(config.labelDim) classes")
+        print("sampler: DMD2 generator, NFE \(g.nfe) per image; \(count) images in batches of \(batch), threads \(Threads.count)")
+        let description = ["kind": "dmd2-generator", "checkpoint": url.path, "step": g.step.map(String.init) ?? "?", "nfe": "\(g.nfe)", "seed": "\(seed)"]
+        return ImageSource(description: description, classCount: config.labelDim, channels: config.inChannels,
+                           resolution: config.resolution) { labels, rng in
+            g.generate(labels: labels, rng: &rng)
         }
     }
 
