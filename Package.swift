@@ -83,7 +83,7 @@ let package = Package(
             swiftSettings: simd),
         .executableTarget(
             name: "dmd2-bench",
-            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "CBLIS"],
+            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "DMD2", "CBLIS"],
             path: "Benchmarks/dmd2-bench",
             swiftSettings: simd),
         .testTarget(name: "DMD2ToyTests", dependencies: ["DMD2Toy", "DMD2Core", "DMD2Ops"], swiftSettings: simd),

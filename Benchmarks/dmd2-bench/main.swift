@@ -16,6 +16,8 @@ let usage = """
       elementwise   GB/s of add, affine, SiLU and sum over 16M Floats
       edm           the ADM UNet: imagenet64 forward and forward+backward, small-preset training
                     steps; time, GFLOP/s, img/s and peak memory, vs reference/bench_edm.py
+      dmd2          one DMD2 iteration on the small presets, phase by phase (G forward, μ_real/μ_fake
+                    forwards, GAN, backward, critic, optimizers), peak memory, vs reference/bench_dmd2.py
       all           gemm, conv and elementwise (edm takes minutes: run it on its own)
 
     options:
@@ -26,7 +28,7 @@ let usage = """
       --shapes MxNxK,…  GEMM shapes (no transposes) to time instead of the default list
       --python P    Python used for the PyTorch comparison (default python3)
       --no-torch    skip the PyTorch comparison
-      --case A,B,…  edm: only these cases
+      --case A,B,…  edm, dmd2: only these cases
     """
 
 /// The command line, parsed by hand (this target has no argument-parser dependency).
@@ -82,7 +84,7 @@ struct Options {
                 suite = arg
             }
         }
-        guard ["gemm", "conv", "elementwise", "edm", "all"].contains(suite) else {
+        guard ["gemm", "conv", "elementwise", "edm", "dmd2", "all"].contains(suite) else {
             fail(suite.isEmpty ? "no suite given" : "unknown suite '\(suite)'")
         }
     }
@@ -148,6 +150,10 @@ if options.suite == "edm", options.isChild, let cases = options.edmCases, cases.
     runEDMCase(cases[0], repeats: options.settings.repeats)
     exit(0)
 }
+if options.suite == "dmd2", options.isChild, let cases = options.edmCases, cases.count == 1 {
+    runDMD2Case(cases[0], repeats: options.settings.repeats)
+    exit(0)
+}
 
 print("""
     dmd2-bench \(options.suite)
@@ -178,6 +184,7 @@ for suite in suites {
         runGEMMSuite(options.settings, shapes: shapes)
     case "conv": runConvSuite(options.settings, python: options.python)
     case "edm": runEDMSuite(options.settings, threads: options.threads, python: options.python, only: options.edmCases)
+    case "dmd2": runDMD2Suite(options.settings, threads: options.threads, python: options.python, only: options.edmCases)
     default: runElementwiseSuite(options.settings)
     }
     print("")
