@@ -273,7 +273,9 @@ class ADMUNet(nn.Module):
         return self.out_conv(F.silu(self.out_norm(h)))
 
     def encoder_features(self, x, noise_labels, class_labels):
-        """The last encoder output (DMD2's GAN head input)."""
+        """The last encoder output — the input conv and every encoder block, before the middle
+        blocks (`enc.8x8_block2` at ImageNet-64): DMD2's GAN head input. The embedding is the
+        full forward's (the Swift `UNet.encoderFeatures`)."""
         emb = self.embedding(noise_labels, class_labels)
         h = x
         for name, module in self.enc.items():
@@ -323,6 +325,20 @@ class Denoiser(nn.Module):
         c_skip, c_out, c_in, c_noise = precond_coefficients(s, x.dtype)
         Fx = self.model(x * c_in, c_noise, class_labels, dropout_masks=dropout_masks)
         return x * c_skip + Fx * c_out
+
+    def encoder_features(self, x, sigma, class_labels):
+        """The encoder bottleneck of F at the preconditioned input, F's encoder applied to
+        (c_in·x, c_noise, y): the input conv and every encoder block, stopping before the middle
+        blocks ([N, 768, 8, 8] at ImageNet-64). DMD2's GAN head reads it (the Swift
+        `Denoiser.encoderFeatures`); c_skip and c_out play no part."""
+        N = x.shape[0]
+        s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)
+        if s.numel() == 1:
+            s = s.expand(N)
+        if s.numel() != N:
+            raise ValueError(f"Denoiser: {s.numel()} σ values for a batch of {N}")
+        _, _, c_in, c_noise = precond_coefficients(s, x.dtype)
+        return self.model.encoder_features(x * c_in, c_noise, class_labels)
 
 
 def loss_weight(sigma):
