@@ -174,7 +174,9 @@ struct Distill: ParsableCommand {
         var url = URL(fileURLWithPath: data)
         let fm = FileManager.default
         guard fm.fileExists(atPath: url.path) else {
-            throw CLIError("no dataset at \(data): run `dmd2 prepare-data --out \(data)` first, pass --data, or use --no-gan")
+            let why = noGAN ? "a few-step generator without backward simulation trains on noised real images"
+                            : "the GAN needs real images; or use --no-gan"
+            throw CLIError("no dataset at \(data): run `dmd2 prepare-data --out \(data)` first or pass --data (\(why))")
         }
         if !fm.fileExists(atPath: url.appendingPathComponent("dataset.json").path),
            fm.fileExists(atPath: url.appendingPathComponent("train").path) {

@@ -20,6 +20,8 @@ struct TrainTeacher: ParsableCommand {
     var preset: String = "cpu64Tiny"
     @Option(name: .long, help: "Image channels (default: the preset's; the data is converted on reading).")
     var channels: Int?
+    @Option(name: .long, help: "Label dropout p: train the unconditional denoiser D_∅ on a fraction p of the images, for classifier-free guidance (default: the preset's; cpu64Tiny and cpu64Small: 0.1).")
+    var labelDropout: Double?
     @Option(name: .long, help: "Training steps in all (default 2000; on --resume: the run's own).")
     var steps: Int?
     @Option(name: .long, help: "Images per step.")
@@ -58,6 +60,7 @@ struct TrainTeacher: ParsableCommand {
             throw ValidationError("unknown --preset \(preset); choose one of \(UNetConfig.presets.keys.sorted().joined(separator: ", "))")
         }
         if let channels, channels != 1 && channels != 3 { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
+        if let labelDropout, !(0...1).contains(labelDropout) { throw ValidationError("--label-dropout must lie in [0, 1], got \(labelDropout)") }
         guard (steps ?? 0) >= 0, batch > 0, lr > 0, warmUp >= 0, checkpointEvery >= 0, keep >= 0 else {
             throw ValidationError("--steps, --warm-up, --checkpoint-every, --keep must be ≥ 0 and --batch, --lr > 0")
         }
@@ -80,6 +83,7 @@ struct TrainTeacher: ParsableCommand {
         let net = trainer.denoiser.net
         print("data: \(dataset.name), \(trainer.loader.count) images \(c.network.resolution)×\(c.network.resolution)×\(c.network.inChannels), \(dataset.classCount) classes")
         print("network: \(resume ? "from checkpoint" : preset), \(net.parameters.scalarCount.formatted()) parameters, ≈ \(String(format: "%.2f", 3 * c.network.forwardCost().total / 1e9)) GFLOP per image per step")
+        if c.network.labelDim > 0 { print("label dropout: \(c.network.labelDropout)\(c.network.labelDropout > 0 ? " (classifier-free guidance: dmd2 sample --guidance, dmd2 distill --real-guidance)" : "")") }
         print("training: \(c.steps) steps × batch \(c.batchSize), AdamW lr \(c.optimizer.learningRate) (warm-up \(c.optimizer.warmUpSteps)), wd \(c.optimizer.weightDecay), EMA \(c.ema?.summary ?? "off"), threads \(Threads.count)")
         for note in notes { print(note) }
         print("run folder: \(out)  (log.jsonl, checkpoints/)")
@@ -115,6 +119,7 @@ struct TrainTeacher: ParsableCommand {
     func trainingConfig() -> TeacherTrainingConfig {
         var network = UNetConfig.presets[preset]!
         if let channels { network = network.withImageChannels(channels) }
+        if let labelDropout { network.labelDropout = labelDropout }
         return TeacherTrainingConfig(
             network: network, batchSize: batch,
             optimizer: AdamWConfig(learningRate: lr, weightDecay: weightDecay, warmUpSteps: warmUp),
