@@ -33,7 +33,7 @@ struct Demo: ParsableCommand {
     @Option(name: .long, help: "DMD2 iterations (batch 8, TTUR ratio 5).")
     var distillIterations: Int = 1000
     @Option(name: .long, help: "DMD2 learning rate of both optimizers (the paper's 2e-6 is for 100k+ iterations at batch 280).")
-    var distillLR: Double = 5e-5
+    var distillLR: Double = 2e-4
     @Option(name: .long, help: "Images per model for the metrics.")
     var evalCount: Int = 200
     @Flag(name: .long, help: "Tiny numbers (20 teacher steps, 10 DMD2 iterations, 20 images) to check the pipeline.")
@@ -71,7 +71,7 @@ struct Demo: ParsableCommand {
 
         stage(3, "distill")
         try runCommand(Distill.self, ["--teacher", teacher, "--data", data, "--batch", "8", "--iterations", String(iterations),
-                                     "--lr", String(distillLR), "--checkpoint-every", quick ? "5" : "100", "--keep", "2",
+                                     "--lr", String(distillLR), "--warm-up", quick ? "2" : "20", "--checkpoint-every", quick ? "5" : "100", "--keep", "2",
                                      "--seed", "1", "--run", distill] + threads)
 
         stage(4, "sample")
