@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "DMD2ToyTests", dependencies: ["DMD2Toy", "DMD2Core", "DMD2Ops"], swiftSettings: simd),
         .testTarget(name: "DMD2PlotTests", dependencies: ["DMD2Plot", "DMD2Data"], swiftSettings: simd),
         .testTarget(name: "DMD2Tests", dependencies: ["DMD2", "EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "_GradCheck", "SafeTensors"], resources: [.copy("Resources")], swiftSettings: simd),
-        .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2Core", "DMD2Ops", "EDM", "_GradCheck", "DMD2CUDA"], swiftSettings: simd),
+        .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2Core", "DMD2Ops", "EDM", "DMD2", "DMD2Train", "_GradCheck", "DMD2CUDA"], swiftSettings: simd),
         .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
         .testTarget(name: "EDMTests", dependencies: ["EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "_GradCheck", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),

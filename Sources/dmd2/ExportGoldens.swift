@@ -7,7 +7,9 @@
 //   unet/<config>.safetensors            a whole UNet (default small16, batch 2): weights, inputs,
 //                                        F, and the gradient of ⟨seed, F⟩ for x and every parameter
 //   manifest.json                        every file and case, the tolerance rule, the backend
-// and leaves `dmd2_step` in the manifest for the DMD2 method's debug state (one training step).
+//   dmd2/debug_state.safetensors         one DMD2 iteration (generator + critic step) on a tiny
+//                                        network: the debug state of docs/DEBUG-STATE.md (Float,
+//                                        its own tolerances; reference/dmd2_step.py replays it)
 // The layout is described in docs/BACKENDS.md; reference/run_goldens.py checks a PyTorch
 // implementation against every file.
 //
@@ -18,6 +20,7 @@
 // case's JSON: parameters, input/output names, and `reductionLength` K for the tolerance
 // |got − golden| ≤ 64·u·√K·max|golden| (u of the runner's precision; K = 0: exact).
 import ArgumentParser
+import DMD2
 import DMD2Core
 import DMD2Ops
 import EDM
@@ -46,7 +49,7 @@ struct ExportGoldens: ParsableCommand {
         }
         guard batch >= 1 else { throw ValidationError("--batch must be ≥ 1") }
         let root = URL(fileURLWithPath: out)
-        for folder in ["primitives", "ops", "unet"] {
+        for folder in ["primitives", "ops", "unet", "dmd2"] {
             try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
         }
         print("export-goldens: backend \(Compute.backend.name), float64, into \(root.path)")
@@ -65,6 +68,11 @@ struct ExportGoldens: ParsableCommand {
         entries.append(try Goldens.writeUNet(config: unetConfig, configName: config, batch: batch, seed: seed, to: root))
         print(String(format: "export-goldens: unet/%@.safetensors (forward+backward in %.1f s)", config, Date().timeIntervalSince(start)))
 
+        let dmd2URL = root.appendingPathComponent("dmd2/debug_state.safetensors")
+        let debugState = try DebugState.record(DebugState.randomInputs(seed: seed))
+        try debugState.write(to: dmd2URL)
+        print("export-goldens: dmd2/debug_state.safetensors (\(debugState.tensors.count) tensors)")
+
         let manifest: [String: Any] = [
             "format": "swift-dmd2-goldens",
             "version": 1,
@@ -80,8 +88,9 @@ struct ExportGoldens: ParsableCommand {
             "files": entries,
             "ops_without_golden": missingOps,
             "dmd2_step": [
-                "path": NSNull(),
-                "note": "reserved for the DMD2 method's debug state (one generator/critic step: inputs, losses, gradients, updated weights), written by the DMD2 step export",
+                "path": "dmd2/debug_state.safetensors",
+                "tensors": debugState.tensors.count,
+                "note": "one DMD2 generator + critic step on a tiny network (Float): inputs, intermediates, losses, gradients before clipping, updated weights; key layout and tolerances in docs/DEBUG-STATE.md; replay with python3 reference/dmd2_step.py FILE",
             ] as [String: Any],
         ]
         let data = try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
