@@ -33,10 +33,12 @@ struct Canvas {
         UInt8((Double(old) * (1 - a) + Double(new) * a).rounded())
     }
 
-    /// Fill the pixels [x0, x1) × [y0, y1).
+    /// Fill the pixels [x0, x1) × [y0, y1), clipped to the canvas (text running past an edge is cut).
     mutating func fill(_ x0: Int, _ y0: Int, _ x1: Int, _ y1: Int, _ color: PlotColor) {
-        for y in Swift.max(0, y0)..<Swift.min(height, Swift.max(y0, y1)) {
-            for x in Swift.max(0, x0)..<Swift.min(width, Swift.max(x0, x1)) { blend(x, y, color) }
+        let xs = Swift.max(0, x0), xe = Swift.min(width, x1), ys = Swift.max(0, y0), ye = Swift.min(height, y1)
+        guard xs < xe, ys < ye else { return }
+        for y in ys..<ye {
+            for x in xs..<xe { blend(x, y, color) }
         }
     }
 

@@ -3,7 +3,8 @@
 // reader can rerun any stage by hand:
 //
 //   1. prepare-data     Fashion-MNIST (Debian's dataset-fashion-mnist) → data/fashion-mnist-64
-//   2. train-teacher    the EDM teacher                                  → <out>/teacher
+//   2. teacher          the shipped one (models/teacher-cpu64Tiny-fashion64.safetensors, 700
+//                       steps), or with --train-teacher: train-teacher   → <out>/teacher
 //   3. distill          DMD2 one-step generator                          → <out>/distill
 //   4. sample           grids: teacher (Heun) and generator (one step)   → <out>/*.png
 //   5. eval             metrics of both on the test split               → <out>/eval-*/metrics.json
@@ -20,15 +21,19 @@ import Foundation
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "The main job: prepare Fashion-MNIST, train the cpu64Tiny EDM teacher, distil it with DMD2, sample and evaluate both (resumable).",
-        discussion: "Each stage prints the subcommand it runs. Stages with finished checkpoints are skipped, interrupted ones resume. Defaults take a few hours on 2 cores; --quick takes minutes.")
+        abstract: "The main job: prepare Fashion-MNIST, take the shipped cpu64Tiny EDM teacher (or train one), distil it with DMD2, sample and evaluate both (resumable).",
+        discussion: "Each stage prints the subcommand it runs. Stages with finished checkpoints are skipped, interrupted ones resume. The defaults take about 1.5 hours on 2 cores (plus ~1 hour with --train-teacher); --quick takes minutes.")
 
     @OptionGroup var common: CommonOptions
     @Option(name: .long, help: "Prepared data folder (made by prepare-data when missing).")
     var data: String = "data/fashion-mnist-64"
     @Option(name: .long, help: "Run folder of the demo.")
     var out: String = "runs/demo"
-    @Option(name: .long, help: "Teacher training steps (batch 16).")
+    @Flag(name: .long, help: "Train the teacher (cpu64Tiny, --teacher-steps) instead of starting from the shipped one.")
+    var trainTeacher = false
+    @Option(name: .long, help: "The shipped teacher the demo starts from without --train-teacher.")
+    var shippedTeacher: String = "models/teacher-cpu64Tiny-fashion64.safetensors"
+    @Option(name: .long, help: "Teacher training steps (batch 16) with --train-teacher.")
     var teacherSteps: Int = 2000
     @Option(name: .long, help: "DMD2 iterations (batch 8, TTUR ratio 5).")
     var distillIterations: Int = 1000
@@ -52,7 +57,7 @@ struct Demo: ParsableCommand {
         let fm = FileManager.default
         let threads = ["--threads", String(Threads.count)]
         let steps = quick ? 20 : teacherSteps, iterations = quick ? 10 : distillIterations, count = quick ? 20 : evalCount
-        let teacher = "\(out)/teacher", distill = "\(out)/distill"
+        let teacher = trainTeacher ? "\(out)/teacher" : shippedTeacher, distill = "\(out)/distill"
         try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
 
         stage(1, "data")
@@ -63,11 +68,18 @@ struct Demo: ParsableCommand {
         }
 
         stage(2, "teacher")
-        let resumeTeacher = TeacherCheckpoint.latest(in: URL(fileURLWithPath: teacher)) != nil
-        try runCommand(TrainTeacher.self, ["--data", data, "--preset", "cpu64Tiny", "--batch", "16", "--lr", "1e-3",
-                                          "--warm-up", quick ? "5" : "100", "--steps", String(steps),
-                                          "--checkpoint-every", quick ? "10" : "100", "--keep", "2", "--seed", "1",
-                                          "--out", teacher] + (resumeTeacher ? ["--resume"] : []) + threads)
+        if !trainTeacher {
+            guard fm.fileExists(atPath: shippedTeacher) else {
+                throw CLIError("no shipped teacher at \(shippedTeacher) (run from the repository root, or pass --train-teacher to train one)")
+            }
+            print("using the shipped teacher \(shippedTeacher) (cpu64Tiny, 700 steps of batch 16 on Fashion-MNIST 64×64; --train-teacher trains one)")
+        } else {
+            let resumeTeacher = TeacherCheckpoint.latest(in: URL(fileURLWithPath: teacher)) != nil
+            try runCommand(TrainTeacher.self, ["--data", data, "--preset", "cpu64Tiny", "--batch", "16", "--lr", "1e-3",
+                                              "--warm-up", quick ? "5" : "100", "--steps", String(steps),
+                                              "--checkpoint-every", quick ? "10" : "100", "--keep", "2", "--seed", "1",
+                                              "--out", teacher] + (resumeTeacher ? ["--resume"] : []) + threads)
+        }
 
         stage(3, "distill")
         try runCommand(Distill.self, ["--teacher", teacher, "--data", data, "--batch", "8", "--iterations", String(iterations),

@@ -138,6 +138,17 @@ final class LinePlotTests: XCTestCase {
         XCTAssert((Int(L.right) + 30..<image.width).allSatisfy { x in image[Int(L.bottom) - 5, x, 0] == 255 })
     }
 
+    /// Text longer than the image is cut at the edge (it used to trap in the raster's fill).
+    func testTextPastTheEdgeIsClipped() {
+        var plot = samplePlot()
+        plot.title = String(repeating: "a title much longer than the plot is wide ", count: 4)
+        plot.yLabel = String(repeating: "a long axis label ", count: 8)
+        let image = plot.image()
+        XCTAssertEqual([image.width, image.height], [800, 500])
+        let titleRow = 6 * plot.layout.textScale + 7 * plot.layout.textScale / 2
+        XCTAssert((790..<800).contains { image[titleRow, $0, 0] < 100 }, "the title runs to the right edge")
+    }
+
     func testFontCoversPrintableASCII() {
         for code in 32...126 {
             let ch = Character(UnicodeScalar(UInt8(code)))
