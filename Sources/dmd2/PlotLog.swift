@@ -8,7 +8,7 @@ struct PlotLog: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plot-log",
         abstract: "Plot fields of a log.jsonl (e.g. L_DM, L_fake, L_D, L_G, brightness) against the step, as SVG and PNG.",
-        discussion: "Each field becomes one series over the lines that have it (L_DM and L_G only on generator iterations). --smooth N plots the running mean over the last N values. Several logs (--log A --log B) give one series per log and field, named by the run folder.")
+        discussion: "The x axis is each line's "step" (or "iteration"). Each field becomes one series over the lines that have it (L_DM and L_G only on generator iterations). --smooth N plots the running mean over the last N values. Several logs (--log A --log B) give one series per log and field, named by the run folder.")
 
     @Option(name: .long, help: "A log.jsonl file or a run folder holding one (repeatable).")
     var log: [String] = []
@@ -43,7 +43,7 @@ struct PlotLog: ParsableCommand {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
                     throw CLIError("\(url.path): line \(n + 1) is not a JSON object")
                 }
-                guard let step = (object["step"] as? NSNumber)?.doubleValue else { continue }
+                guard let step = ((object["step"] ?? object["iteration"]) as? NSNumber)?.doubleValue else { continue }
                 for key in keys {
                     if let v = (object[key] as? NSNumber)?.doubleValue, v.isFinite { points[key, default: []].append((step, v)) }
                 }
