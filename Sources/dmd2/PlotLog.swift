@@ -8,7 +8,7 @@ struct PlotLog: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plot-log",
         abstract: "Plot fields of a log.jsonl (e.g. L_DM, L_fake, L_D, L_G, brightness) against the step, as SVG and PNG.",
-        discussion: "The x axis is each line's "step" (or "iteration"). Each field becomes one series over the lines that have it (L_DM and L_G only on generator iterations). --smooth N plots the running mean over the last N values. Several logs (--log A --log B) give one series per log and field, named by the run folder.")
+        discussion: "The x axis is each line's `step` (or `iteration`). Each field becomes one series over the lines that have it (L_DM and L_G only on generator iterations). --smooth N plots the running mean over the last N values. Several logs (--log A --log B) give one series per log and field, named by the run folder.")
 
     @Option(name: .long, help: "A log.jsonl file or a run folder holding one (repeatable).")
     var log: [String] = []
