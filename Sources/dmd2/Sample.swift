@@ -117,15 +117,21 @@ struct Sample: ParsableCommand {
             : "\(g.nfe) steps at σ = \(g.schedule.sigmas.map { String(format: "%.4g", $0) }.joined(separator: ", ")) (NFE \(g.nfe))\(stepsOverride != nil ? ", overridden" : "")"
         print("generator: \(url.path) (step \(g.step.map(String.init) ?? "?")), \(config.resolution)×\(config.resolution)×\(config.inChannels), \(config.labelDim) classes; \(schedule); \(rows.count) rows × \(perClass), threads \(Threads.count)")
         let started = ProcessInfo.processInfo.systemUptime
-        var images: [Float] = [], labels: [Int] = []
+        // Each row draws its z and ε_1 … ε_{k−1} from its own generator (the same noise as the
+        // teacher's grid and as a row-by-row run); the whole grid is then one batch: k forward
+        // passes in all.
+        let rowShape = [perClass, config.inChannels, config.resolution, config.resolution]
+        var latents: [Float] = [], renoise = [[Float]](repeating: [], count: g.nfe - 1), labels: [Int] = []
         for c in rows {
             var rng = rowGenerator(c)
-            let rowLabels = [Int](repeating: c ?? -1, count: perClass)
-            images += g.generate(labels: rowLabels, rng: &rng).scalars
-            labels += rowLabels
+            latents += (rng.normal(rowShape) as Tensor<Float>).scalars
+            for i in renoise.indices { renoise[i] += (rng.normal(rowShape) as Tensor<Float>).scalars }
+            labels += [Int](repeating: c ?? -1, count: perClass)
         }
+        let shape = [rows.count * perClass] + rowShape.dropFirst()
+        let grid = g.generate(latents: Tensor(shape: shape, scalars: latents),
+                              renoise: renoise.map { Tensor(shape: shape, scalars: $0) }, labels: labels)
         let elapsed = ProcessInfo.processInfo.systemUptime - started
-        let grid = Tensor<Float>(shape: [rows.count * perClass, config.inChannels, config.resolution, config.resolution], scalars: images)
         let outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL.deletingLastPathComponent(), withIntermediateDirectories: true)
         try writeGrid(grid, columns: perClass, to: outURL, labels: config.labelDim > 0 ? labels : nil, classNames: g.classNames)
