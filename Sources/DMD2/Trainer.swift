@@ -119,19 +119,10 @@ public enum DistillCheckpoint {
     public static let criticOptimizerName = "optimizer_critic.safetensors"
 
     /// `checkpoints/step-00000500`.
-    public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
+    public static func folderName(step: Int) -> String { CheckpointFolders.folderName(step: step) }
 
     /// The complete checkpoints under `run/checkpoints`, oldest first.
-    public static func all(in run: URL) -> [(step: Int, url: URL)] {
-        let root = run.appendingPathComponent("checkpoints")
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        return names.compactMap { name -> (Int, URL)? in
-            guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)) else { return nil }
-            let url = root.appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: url.appendingPathComponent(manifestName).path) else { return nil }
-            return (step, url)
-        }.sorted { $0.0 < $1.0 }
-    }
+    public static func all(in run: URL) -> [(step: Int, url: URL)] { CheckpointFolders.all(in: run, manifestName: manifestName) }
 
     /// The newest complete checkpoint of a run, or nil.
     public static func latest(in run: URL) -> URL? { all(in: run).last?.url }
@@ -150,13 +141,8 @@ public enum DistillCheckpoint {
         guard manifest.format == DistillCheckpointManifest.format, manifest.formatVersion == DistillCheckpointManifest.formatVersion else {
             throw DistillError.badCheckpoint("\(url.path): format \(manifest.format) v\(manifest.formatVersion), expected \(DistillCheckpointManifest.format) v\(DistillCheckpointManifest.formatVersion)")
         }
-        for (name, size) in manifest.files.sorted(by: { $0.key < $1.key }) {
-            let file = folder.appendingPathComponent(name)
-            let actual = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? nil
-            guard let actual else { throw DistillError.badCheckpoint("\(file.path): missing (listed in \(manifestName))") }
-            guard actual == size else {
-                throw DistillError.badCheckpoint("\(file.path): \(actual) bytes, the manifest says \(size) (truncated or replaced)")
-            }
+        do { try CheckpointFolders.checkFiles(manifest.files, in: folder, manifestName: manifestName) } catch let e as CheckpointFolderError {
+            throw DistillError.badCheckpoint(e.description)
         }
         return manifest
     }
@@ -392,64 +378,40 @@ public final class DistillTrainer<T: TensorScalar> {
     /// Write the current state as `checkpoints/step-<step>` atomically, then prune old ones.
     @discardableResult
     public func saveCheckpoint() throws -> URL {
-        let fm = FileManager.default
-        let root = runDirectory.appendingPathComponent("checkpoints")
-        try Self.createFolder(root)
-        let name = DistillCheckpoint.folderName(step: step)
-        let target = root.appendingPathComponent(name)
-        let partial = root.appendingPathComponent(".\(name).partial-\(UUID().uuidString)")
-        try Self.createFolder(partial)
         do {
-            var metadata = ["sigma_max": String(DMD2Networks<T>.sigmaMax)]
-            if config.generatorSteps > 1 { metadata.merge(config.generatorSchedule.metadata) { $1 } }
-            let json = JSONEncoder()
-            json.outputFormatting = [.sortedKeys]
-            if let classNames, let data = try? json.encode(classNames) { metadata["class_names"] = String(decoding: data, as: UTF8.self) }
-            func save(_ net: UNet<T>, _ file: String, role: String) throws {
-                var m = metadata
-                m["role"] = role
-                try EDMCheckpoint.save(net, to: partial.appendingPathComponent(file), step: step, metadata: m)
-            }
-            try save(networks.generator.net, DistillCheckpoint.generatorName, role: "dmd2-generator")
-            if let emaGenerator { try save(emaGenerator, DistillCheckpoint.generatorEMAName, role: "dmd2-generator-ema") }
-            try save(networks.fake.net, DistillCheckpoint.fakeName, role: "dmd2-fake-critic")
-            try networks.head.file(step: step).write(to: partial.appendingPathComponent(DistillCheckpoint.headName))
-            try optimizers.generator.save(to: partial.appendingPathComponent(DistillCheckpoint.generatorOptimizerName))
-            try optimizers.critic.save(to: partial.appendingPathComponent(DistillCheckpoint.criticOptimizerName))
-            var files: [String: Int] = [:]
-            for file in [DistillCheckpoint.generatorName, DistillCheckpoint.generatorEMAName, DistillCheckpoint.fakeName,
-                         DistillCheckpoint.headName, DistillCheckpoint.generatorOptimizerName, DistillCheckpoint.criticOptimizerName] {
-                if let size = try? fm.attributesOfItem(atPath: partial.appendingPathComponent(file).path)[.size] as? Int {
-                    files[file] = size
+            return try CheckpointFolders.write(step: step, run: runDirectory, manifestName: DistillCheckpoint.manifestName,
+                                               keep: config.keepCheckpoints) { partial in
+                var metadata = ["sigma_max": String(DMD2Networks<T>.sigmaMax)]
+                if config.generatorSteps > 1 { metadata.merge(config.generatorSchedule.metadata) { $1 } }
+                let json = JSONEncoder()
+                json.outputFormatting = [.sortedKeys]
+                if let classNames, let data = try? json.encode(classNames) { metadata["class_names"] = String(decoding: data, as: UTF8.self) }
+                func save(_ net: UNet<T>, _ file: String, role: String) throws {
+                    var m = metadata
+                    m["role"] = role
+                    try EDMCheckpoint.save(net, to: partial.appendingPathComponent(file), step: step, metadata: m)
                 }
+                try save(networks.generator.net, DistillCheckpoint.generatorName, role: "dmd2-generator")
+                if let emaGenerator { try save(emaGenerator, DistillCheckpoint.generatorEMAName, role: "dmd2-generator-ema") }
+                try save(networks.fake.net, DistillCheckpoint.fakeName, role: "dmd2-fake-critic")
+                try networks.head.file(step: step).write(to: partial.appendingPathComponent(DistillCheckpoint.headName))
+                try optimizers.generator.save(to: partial.appendingPathComponent(DistillCheckpoint.generatorOptimizerName))
+                try optimizers.critic.save(to: partial.appendingPathComponent(DistillCheckpoint.criticOptimizerName))
+                let files = CheckpointFolders.sizes(of: [DistillCheckpoint.generatorName, DistillCheckpoint.generatorEMAName,
+                                                         DistillCheckpoint.fakeName, DistillCheckpoint.headName,
+                                                         DistillCheckpoint.generatorOptimizerName, DistillCheckpoint.criticOptimizerName],
+                                                    in: partial)
+                let manifest = DistillCheckpointManifest(
+                    format: DistillCheckpointManifest.format, formatVersion: DistillCheckpointManifest.formatVersion, step: step,
+                    config: config, generator: rng, loader: loader?.state, regressionCursor: regressionCursor, threads: Threads.count,
+                    dtype: T.dtypeTag, dataset: datasetName, datasetItems: loader?.count, classNames: classNames, files: files)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(manifest).write(to: partial.appendingPathComponent(DistillCheckpoint.manifestName), options: .atomic)
             }
-            let manifest = DistillCheckpointManifest(
-                format: DistillCheckpointManifest.format, formatVersion: DistillCheckpointManifest.formatVersion, step: step,
-                config: config, generator: rng, loader: loader?.state, regressionCursor: regressionCursor, threads: Threads.count,
-                dtype: T.dtypeTag, dataset: datasetName, datasetItems: loader?.count, classNames: classNames, files: files)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(manifest).write(to: partial.appendingPathComponent(DistillCheckpoint.manifestName), options: .atomic)
-
-            // Into place: a folder rename is atomic; an existing folder of the same step is moved aside first.
-            if fm.fileExists(atPath: target.path) {
-                let aside = root.appendingPathComponent(".\(name).old-\(UUID().uuidString)")
-                try fm.moveItem(at: target, to: aside)
-                try fm.moveItem(at: partial, to: target)
-                try? fm.removeItem(at: aside)
-            } else {
-                try fm.moveItem(at: partial, to: target)
-            }
-        } catch {
-            try? fm.removeItem(at: partial)
-            throw DistillError.badCheckpoint("cannot write \(target.path): \(error)")
+        } catch let e as CheckpointFolderError {
+            throw DistillError.badCheckpoint(e.description)
         }
-        if config.keepCheckpoints > 0 {
-            for old in DistillCheckpoint.all(in: runDirectory).dropLast(config.keepCheckpoints) {
-                try? fm.removeItem(at: old.url)
-            }
-        }
-        return target
     }
 
     // MARK: Helpers
@@ -485,8 +447,8 @@ public final class DistillTrainer<T: TensorScalar> {
     }
 
     static func createFolder(_ url: URL) throws {
-        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-            throw DistillError.badCheckpoint("\(url.path): cannot create folder (\(error.localizedDescription))")
+        do { try CheckpointFolders.createFolder(url) } catch let e as CheckpointFolderError {
+            throw DistillError.badCheckpoint(e.description)
         }
     }
 }

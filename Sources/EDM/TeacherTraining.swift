@@ -186,19 +186,10 @@ public enum TeacherCheckpoint {
     public static let optimizerName = "optimizer.safetensors"
 
     /// `checkpoints/step-00000200`.
-    public static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
+    public static func folderName(step: Int) -> String { CheckpointFolders.folderName(step: step) }
 
     /// The complete checkpoints under `run/checkpoints`, oldest first.
-    public static func all(in run: URL) -> [(step: Int, url: URL)] {
-        let root = run.appendingPathComponent("checkpoints")
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        return names.compactMap { name -> (Int, URL)? in
-            guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)) else { return nil }
-            let url = root.appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: url.appendingPathComponent(manifestName).path) else { return nil }
-            return (step, url)
-        }.sorted { $0.0 < $1.0 }
-    }
+    public static func all(in run: URL) -> [(step: Int, url: URL)] { CheckpointFolders.all(in: run, manifestName: manifestName) }
 
     /// The newest complete checkpoint of a run, or nil.
     public static func latest(in run: URL) -> URL? { all(in: run).last?.url }
@@ -217,13 +208,8 @@ public enum TeacherCheckpoint {
         guard manifest.format == TeacherCheckpointManifest.format, manifest.formatVersion == TeacherCheckpointManifest.formatVersion else {
             throw TeacherTrainingError.badCheckpoint("\(url.path): format \(manifest.format) v\(manifest.formatVersion), expected \(TeacherCheckpointManifest.format) v\(TeacherCheckpointManifest.formatVersion)")
         }
-        for (name, size) in manifest.files.sorted(by: { $0.key < $1.key }) {
-            let file = folder.appendingPathComponent(name)
-            let actual = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? nil
-            guard let actual else { throw TeacherTrainingError.badCheckpoint("\(file.path): missing (listed in \(manifestName))") }
-            guard actual == size else {
-                throw TeacherTrainingError.badCheckpoint("\(file.path): \(actual) bytes, the manifest says \(size) (truncated or replaced)")
-            }
+        do { try CheckpointFolders.checkFiles(manifest.files, in: folder, manifestName: manifestName) } catch let e as CheckpointFolderError {
+            throw TeacherTrainingError.badCheckpoint(e.description)
         }
         return manifest
     }
@@ -439,64 +425,38 @@ public final class TeacherTrainer<T: TensorScalar> {
     /// Returns the checkpoint folder.
     @discardableResult
     public func saveCheckpoint() throws -> URL {
-        let fm = FileManager.default
-        let root = runDirectory.appendingPathComponent("checkpoints")
-        try Self.createFolder(root)
-        let name = TeacherCheckpoint.folderName(step: step)
-        let target = root.appendingPathComponent(name)
-        let partial = root.appendingPathComponent(".\(name).partial-\(UUID().uuidString)")
-        try Self.createFolder(partial)
         do {
-            let json = JSONEncoder()
-            json.outputFormatting = [.sortedKeys]                     // deterministic metadata
-            var metadata: [String: String] = [:]
-            if let classNames, let json = try? json.encode(classNames) {
-                metadata["class_names"] = String(decoding: json, as: UTF8.self)
-            }
-            try EDMCheckpoint.save(denoiser.net, to: partial.appendingPathComponent(TeacherCheckpoint.networkName),
-                                   step: step, metadata: metadata)
-            if let emaNetwork {
-                var emaMetadata = metadata
-                if let json = try? json.encode(config.ema) { emaMetadata["ema"] = String(decoding: json, as: UTF8.self) }
-                try EDMCheckpoint.save(emaNetwork, to: partial.appendingPathComponent(TeacherCheckpoint.emaName),
-                                       step: step, metadata: emaMetadata)
-            }
-            try optimizer.save(to: partial.appendingPathComponent(TeacherCheckpoint.optimizerName))
-            var files: [String: Int] = [:]
-            for file in [TeacherCheckpoint.networkName, TeacherCheckpoint.emaName, TeacherCheckpoint.optimizerName] {
-                if let size = try? fm.attributesOfItem(atPath: partial.appendingPathComponent(file).path)[.size] as? Int {
-                    files[file] = size
+            return try CheckpointFolders.write(step: step, run: runDirectory, manifestName: TeacherCheckpoint.manifestName,
+                                               keep: config.keepCheckpoints) { partial in
+                let json = JSONEncoder()
+                json.outputFormatting = [.sortedKeys]                     // deterministic metadata
+                var metadata: [String: String] = [:]
+                if let classNames, let json = try? json.encode(classNames) {
+                    metadata["class_names"] = String(decoding: json, as: UTF8.self)
                 }
+                try EDMCheckpoint.save(denoiser.net, to: partial.appendingPathComponent(TeacherCheckpoint.networkName),
+                                       step: step, metadata: metadata)
+                if let emaNetwork {
+                    var emaMetadata = metadata
+                    if let json = try? json.encode(config.ema) { emaMetadata["ema"] = String(decoding: json, as: UTF8.self) }
+                    try EDMCheckpoint.save(emaNetwork, to: partial.appendingPathComponent(TeacherCheckpoint.emaName),
+                                           step: step, metadata: emaMetadata)
+                }
+                try optimizer.save(to: partial.appendingPathComponent(TeacherCheckpoint.optimizerName))
+                let files = CheckpointFolders.sizes(of: [TeacherCheckpoint.networkName, TeacherCheckpoint.emaName,
+                                                         TeacherCheckpoint.optimizerName], in: partial)
+                let manifest = TeacherCheckpointManifest(
+                    format: TeacherCheckpointManifest.format, formatVersion: TeacherCheckpointManifest.formatVersion,
+                    step: step, imagesSeen: step * config.batchSize, config: config, generator: generator,
+                    loader: loader.state, threads: Threads.count, dtype: T.dtypeTag, dataset: datasetName,
+                    datasetItems: loader.count, classNames: classNames, files: files)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(manifest).write(to: partial.appendingPathComponent(TeacherCheckpoint.manifestName), options: .atomic)
             }
-            let manifest = TeacherCheckpointManifest(
-                format: TeacherCheckpointManifest.format, formatVersion: TeacherCheckpointManifest.formatVersion,
-                step: step, imagesSeen: step * config.batchSize, config: config, generator: generator,
-                loader: loader.state, threads: Threads.count, dtype: T.dtypeTag, dataset: datasetName,
-                datasetItems: loader.count, classNames: classNames, files: files)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(manifest).write(to: partial.appendingPathComponent(TeacherCheckpoint.manifestName), options: .atomic)
-
-            // Into place: a folder rename is atomic; an existing folder of the same step (a run
-            // resumed and stopped at the same step) is moved aside first, then removed.
-            if fm.fileExists(atPath: target.path) {
-                let aside = root.appendingPathComponent(".\(name).old-\(UUID().uuidString)")
-                try fm.moveItem(at: target, to: aside)
-                try fm.moveItem(at: partial, to: target)
-                try? fm.removeItem(at: aside)
-            } else {
-                try fm.moveItem(at: partial, to: target)
-            }
-        } catch {
-            try? fm.removeItem(at: partial)
-            throw TeacherTrainingError.badCheckpoint("cannot write \(target.path): \(error)")
+        } catch let e as CheckpointFolderError {
+            throw TeacherTrainingError.badCheckpoint(e.description)
         }
-        if config.keepCheckpoints > 0 {
-            for old in TeacherCheckpoint.all(in: runDirectory).dropLast(config.keepCheckpoints) {
-                try? fm.removeItem(at: old.url)
-            }
-        }
-        return target
     }
 
     // MARK: Helpers
@@ -516,8 +476,8 @@ public final class TeacherTrainer<T: TensorScalar> {
     }
 
     static func createFolder(_ url: URL) throws {
-        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-            throw TeacherTrainingError.badCheckpoint("\(url.path): cannot create folder (\(error.localizedDescription))")
+        do { try CheckpointFolders.createFolder(url) } catch let e as CheckpointFolderError {
+            throw TeacherTrainingError.badCheckpoint(e.description)
         }
     }
 
