@@ -113,27 +113,6 @@ func runDMD2Case(_ name: String, repeats: Int) {
     print(String(decoding: try! encoder.encode(result), as: UTF8.self))
 }
 
-/// The last JSON line a child printed, decoded as a DMD2 case.
-func runDMD2Child(_ executable: String, _ arguments: [String]) -> DMD2CaseResult? {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    do { try process.run() } catch {
-        FileHandle.standardError.write(Data("  could not start \(executable): \(error)\n".utf8))
-        return nil
-    }
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    guard process.terminationStatus == 0, let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
-          let result = try? JSONDecoder().decode(DMD2CaseResult.self, from: Data(line.utf8)) else {
-        FileHandle.standardError.write(Data("  \(executable) \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))\n".utf8))
-        return nil
-    }
-    return result
-}
-
 /// Every case (or `only`), Swift then PyTorch, one process each; a side-by-side table.
 func runDMD2Suite(_ settings: RunSettings, threads: Int, python: String?, only: [String]?) {
     let cases = only ?? dmd2Cases
@@ -149,9 +128,11 @@ func runDMD2Suite(_ settings: RunSettings, threads: Int, python: String?, only: 
     var table = Table(["case", "side"] + dmd2Phases + ["gen iter", "critic iter", "TTUR-5 iter", "img/s", "peak MiB"])
     var ratios: [(String, Double)] = []
     for name in cases {
-        let swift = runDMD2Child(me, ["dmd2", "--child", "--case", name, "--threads", "\(threads)", "--repeats", "\(settings.repeats)"])
+        let swift = runChild(me, ["dmd2", "--child", "--case", name, "--threads", "\(threads)", "--repeats", "\(settings.repeats)"],
+                             as: DMD2CaseResult.self)
         let py = torch.flatMap { p in
-            runDMD2Child("/usr/bin/env", [p, script, "--case", name, "--threads", "\(threads)", "--repeats", "\(settings.repeats)", "--json"])
+            runChild("/usr/bin/env", [p, script, "--case", name, "--threads", "\(threads)", "--repeats", "\(settings.repeats)", "--json"],
+                     as: DMD2CaseResult.self)
         }
         for (side, r) in [("swift", swift), ("torch", py)] {
             guard let r else { table.add([name, side] + Array(repeating: "–", count: dmd2Phases.count + 5)); continue }

@@ -116,7 +116,8 @@ func runEDMCase(_ name: String, repeats: Int) {
 }
 
 /// The last JSON line a child process printed, decoded; nil (with the reason on stderr) when it failed.
-func runChild(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) -> EDMCaseResult? {
+func runChild<Result: Decodable>(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                                   as: Result.Type = EDMCaseResult.self) -> Result? {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -131,7 +132,7 @@ func runChild(_ executable: String, _ arguments: [String], environment: [String:
     process.waitUntilExit()
     guard process.terminationStatus == 0,
           let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
-          let result = try? JSONDecoder().decode(EDMCaseResult.self, from: Data(line.utf8))
+          let result = try? JSONDecoder().decode(Result.self, from: Data(line.utf8))
     else {
         FileHandle.standardError.write(Data("  \(executable) \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))\n".utf8))
         return nil

@@ -27,34 +27,12 @@ struct Eval: ParsableCommand {
             --reference-count small on a CPU, and use --threads 1 on a busy machine.
             """)
 
-    enum Weights: String, EnumerableFlag {
-        case ema, raw
-        static func help(for value: Weights) -> ArgumentHelp? {
-            value == .ema ? "Use the EMA weights of a checkpoint folder (default)." : "Use the raw (non-EMA) weights."
-        }
-    }
-
-    enum SamplerKind: String, ExpressibleByArgument, CaseIterable {
-        case heun, euler, stochastic
-    }
-
     @OptionGroup var common: CommonOptions
+    @OptionGroup var sampling: SamplerOptions
     @Option(name: .long, help: "A teacher run folder (its newest checkpoint), a checkpoint folder, or a network .safetensors file.")
     var checkpoint: String = "runs/teacher"
     @Option(name: .long, help: "Evaluate a DMD2 generator instead of a teacher: a distill run folder (its newest checkpoint), a checkpoint folder or a generator .safetensors (the sampler options are ignored).")
     var generator: String?
-    @Flag var weights: Weights = .ema
-    @Option(name: .long, help: "heun (NFE 2n − 1), euler (NFE n) or stochastic (Heun with EDM's churn).")
-    var sampler: SamplerKind = .heun
-    @Option(name: .long, help: "Sampler steps n.")
-    var steps: Int = 18
-    @Option(name: .long, help: "Classifier-free guidance scale w (needs a model trained with label dropout).")
-    var guidance: Double?
-    @Option(name: .long, help: "Stochastic sampler: S_churn, S_min, S_max, S_noise.")
-    var churn: Double = 40
-    @Option(name: .long) var sMin: Double = 0.05
-    @Option(name: .long) var sMax: Double = 50
-    @Option(name: .long) var sNoise: Double = 1.003
     @Option(name: .long, help: "Images to generate and measure.")
     var count: Int = 100
     @Option(name: .long, help: "Images per sampler call.")
@@ -76,8 +54,8 @@ struct Eval: ParsableCommand {
     var out: String = "runs/eval"
 
     func validate() throws {
-        guard steps >= 1, count >= 2, batch >= 1, referenceCount >= 0, kidSubsets >= 1, kidSubsetSize >= 2 else {
-            throw ValidationError("--steps, --batch, --kid-subsets must be ≥ 1, --count and --kid-subset-size ≥ 2, --reference-count ≥ 0")
+        guard count >= 2, batch >= 1, referenceCount >= 0, kidSubsets >= 1, kidSubsetSize >= 2 else {
+            throw ValidationError("--batch, --kid-subsets must be ≥ 1, --count and --kid-subset-size ≥ 2, --reference-count ≥ 0")
         }
     }
 
@@ -151,24 +129,23 @@ struct Eval: ParsableCommand {
 
     /// The EDM teacher as an ImageSource: class labels → one-hot, the chosen sampler from σ_max.
     func teacherSource() throws -> ImageSource {
-        let file = try TeacherCheckpoint.networkFile(at: URL(fileURLWithPath: checkpoint), ema: weights == .ema)
+        let file = try TeacherCheckpoint.networkFile(at: URL(fileURLWithPath: checkpoint), ema: sampling.weights == .ema)
         let loaded: LoadedCheckpoint<Float>
         do { loaded = try EDMCheckpoint.load(from: file) } catch {
             throw CLIError("cannot load the network from \(file.path): \(error)")
         }
         let net = loaded.net, config = net.config
-        if guidance != nil && config.labelDim == 0 { throw CLIError("--guidance needs a class-conditional network") }
-        let edm = EDMSampler(method: sampler == .euler ? .euler : .heun, steps: steps,
-                             stochastic: sampler == .stochastic ? StochasticSampling(churn: churn, sMin: sMin, sMax: sMax, sNoise: sNoise) : nil)
+        if sampling.guidance != nil && config.labelDim == 0 { throw CLIError("--guidance needs a class-conditional network") }
+        let edm = sampling.edmSampler
         let denoiser = Denoiser(net: net)
         print("teacher: \(file.path) (step \(loaded.step.map(String.init) ?? "?")), \(config.resolution)×\(config.resolution)×\(config.inChannels), \(config.labelDim) classes")
-        print("sampler: \(sampler.rawValue), \(steps) steps, NFE \(edm.nfe) per image\(guidance.map { ", guidance \($0)" } ?? ""); \(count) images in batches of \(batch), threads \(Threads.count)")
+        print("sampler: \(sampling.sampler.rawValue), \(sampling.steps) steps, NFE \(edm.nfe) per image\(sampling.guidance.map { ", guidance \($0)" } ?? ""); \(count) images in batches of \(batch), threads \(Threads.count)")
         var description = [
             "kind": "edm-teacher", "checkpoint": file.path, "step": loaded.step.map(String.init) ?? "?",
-            "weights": weights.rawValue, "sampler": sampler.rawValue, "steps": "\(steps)", "nfe": "\(edm.nfe)",
+            "weights": sampling.weights.rawValue, "sampler": sampling.sampler.rawValue, "steps": "\(sampling.steps)", "nfe": "\(edm.nfe)",
             "seed": "\(seed)",
         ]
-        if let guidance { description["guidance"] = "\(guidance)" }
+        if let guidance = sampling.guidance { description["guidance"] = "\(guidance)" }
         let shape = [config.inChannels, config.resolution, config.resolution]
         return ImageSource(description: description, classCount: config.labelDim, channels: config.inChannels,
                            resolution: config.resolution) { labels, rng in
@@ -179,7 +156,7 @@ struct Eval: ParsableCommand {
                 onehot = y
             }
             let result = edm.sample(shape: [labels.count] + shape, rng: &rng,
-                                    denoise: denoiser.samplingFunction(classLabels: onehot, guidance: guidance))
+                                    denoise: denoiser.samplingFunction(classLabels: onehot, guidance: sampling.guidance))
             return result.x.converted(to: Float.self)
         }
     }
@@ -187,7 +164,7 @@ struct Eval: ParsableCommand {
     /// A DMD2 generator as an ImageSource: G's steps from fresh noise per image (one for a
     /// one-step generator), `--raw` for the raw weights where the run kept an EMA.
     func generatorSource(_ url: URL) throws -> ImageSource {
-        let g = try DMD2Generator(contentsOf: url, ema: weights == .raw ? false : nil)
+        let g = try DMD2Generator(contentsOf: url, ema: sampling.weights == .raw ? false : nil)
         let config = g.config
         print("generator: \(url.path) (step \(g.step.map(String.init) ?? "?")), \(config.resolution)×\(config.resolution)×\(config.inChannels), \(config.labelDim) classes")
         print("sampler: DMD2 generator, NFE \(g.nfe) per image; \(count) images in batches of \(batch), threads \(Threads.count)")

@@ -13,47 +13,25 @@ struct Sample: ParsableCommand {
         abstract: "Sample a PNG grid from a teacher checkpoint (EDM's Heun/Euler/stochastic sampler) or a DMD2 generator (its trained steps): one row per class.",
         discussion: "Row r holds --per-class samples of the r-th class of --classes; each class's noise is seeded by (--seed, class), so a row does not change when other classes are added. A <out>.txt sidecar lists the rows' classes.")
 
-    enum Weights: String, EnumerableFlag {
-        case ema, raw
-        static func help(for value: Weights) -> ArgumentHelp? {
-            value == .ema ? "Use the EMA weights of a checkpoint folder (default)." : "Use the raw (non-EMA) weights."
-        }
-    }
-
-    enum SamplerKind: String, ExpressibleByArgument, CaseIterable {
-        case heun, euler, stochastic
-    }
-
     @OptionGroup var common: CommonOptions
+    @OptionGroup var sampling: SamplerOptions
     @Option(name: .long, help: "A run folder (its newest checkpoint), a checkpoint folder, or a network .safetensors file.")
     var checkpoint: String = "runs/teacher"
-    @Flag var weights: Weights = .ema
-    @Option(name: .long, help: "A DMD2 generator instead of a teacher: a distill run folder, checkpoint folder or generator .safetensors; one forward pass per generator step (the run's steps; --weights raw skips a kept EMA).")
+    @Option(name: .long, help: "A DMD2 generator instead of a teacher: a distill run folder, checkpoint folder or generator .safetensors; one forward pass per generator step (the run's steps; --raw skips a kept EMA).")
     var generator: String?
     @Option(name: .long, help: "With --generator: sample in k steps on K[999 − i·⌊1000/k⌋] instead of the run's own schedule.")
     var stepsOverride: Int?
-    @Option(name: .long, help: "heun (deterministic, NFE 2n − 1), euler (NFE n) or stochastic (Heun with EDM's churn).")
-    var sampler: SamplerKind = .heun
-    @Option(name: .long, help: "Sampler steps n.")
-    var steps: Int = 18
     @Option(name: .long, help: "Classes, one row each: 'all' or a comma list such as 0,3,7.")
     var classes: String = "all"
     @Option(name: .long, help: "Samples per class (the grid's columns).")
     var perClass: Int = 8
     @Option(name: .long, help: "Seed of the noise.")
     var seed: UInt64 = 0
-    @Option(name: .long, help: "Classifier-free guidance scale w (1: conditional; needs a model trained with label dropout).")
-    var guidance: Double?
-    @Option(name: .long, help: "Stochastic sampler: S_churn, S_min, S_max, S_noise (EDM's ImageNet-64 values).")
-    var churn: Double = 40
-    @Option(name: .long) var sMin: Double = 0.05
-    @Option(name: .long) var sMax: Double = 50
-    @Option(name: .long) var sNoise: Double = 1.003
     @Option(name: .long, help: "Output PNG.")
     var out: String = "runs/samples.png"
 
     func validate() throws {
-        guard steps >= 1, perClass >= 1 else { throw ValidationError("--steps and --per-class must be ≥ 1") }
+        guard perClass >= 1 else { throw ValidationError("--per-class must be ≥ 1") }
         if let stepsOverride {
             guard generator != nil else { throw ValidationError("--steps-override applies to --generator") }
             guard (1...SigmaGrid.dmd2.count).contains(stepsOverride) else {
@@ -65,7 +43,7 @@ struct Sample: ParsableCommand {
     func run() throws {
         common.apply()
         if let generator { return try sampleGenerator(at: URL(fileURLWithPath: generator)) }
-        let file = try TeacherCheckpoint.networkFile(at: URL(fileURLWithPath: checkpoint), ema: weights == .ema)
+        let file = try TeacherCheckpoint.networkFile(at: URL(fileURLWithPath: checkpoint), ema: sampling.weights == .ema)
         let loaded: LoadedCheckpoint<Float>
         do { loaded = try EDMCheckpoint.load(from: file) } catch {
             throw CLIError("cannot load the network from \(file.path): \(error)")
@@ -73,13 +51,12 @@ struct Sample: ParsableCommand {
         let net = loaded.net, config = net.config
         let classNames = loaded.metadata["class_names"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
         let rows = try classList(labelDim: config.labelDim)
-        if guidance != nil && config.labelDim == 0 { throw CLIError("--guidance needs a class-conditional network") }
+        if sampling.guidance != nil && config.labelDim == 0 { throw CLIError("--guidance needs a class-conditional network") }
 
-        let edm = EDMSampler(method: sampler == .euler ? .euler : .heun, steps: steps,
-                             stochastic: sampler == .stochastic ? StochasticSampling(churn: churn, sMin: sMin, sMax: sMax, sNoise: sNoise) : nil)
+        let edm = sampling.edmSampler
         let denoiser = Denoiser(net: net)
         print("network: \(file.path) (step \(loaded.step.map(String.init) ?? "?")), \(config.resolution)×\(config.resolution)×\(config.inChannels), \(config.labelDim) classes")
-        print("sampler: \(sampler.rawValue), \(steps) steps, NFE \(edm.nfe) per image\(guidance.map { ", guidance \($0)" } ?? ""); \(rows.count) rows × \(perClass), threads \(Threads.count)")
+        print("sampler: \(sampling.sampler.rawValue), \(sampling.steps) steps, NFE \(edm.nfe) per image\(sampling.guidance.map { ", guidance \($0)" } ?? ""); \(rows.count) rows × \(perClass), threads \(Threads.count)")
 
         let started = ProcessInfo.processInfo.systemUptime
         let shape = [perClass, config.inChannels, config.resolution, config.resolution]
@@ -93,7 +70,7 @@ struct Sample: ParsableCommand {
                 for n in 0..<perClass { onehot[n, c] = 1 }
                 y = onehot
             }
-            let result = edm.sample(shape: shape, rng: &rng, denoise: denoiser.samplingFunction(classLabels: y, guidance: guidance))
+            let result = edm.sample(shape: shape, rng: &rng, denoise: denoiser.samplingFunction(classLabels: y, guidance: sampling.guidance))
             images += result.x.converted(to: Float.self).scalars
             labels += [Int](repeating: c ?? -1, count: perClass)
             let name = c.map { classNames?.indices.contains($0) == true ? "\($0) \(classNames![$0])" : "\($0)" } ?? "unconditional"
@@ -110,7 +87,7 @@ struct Sample: ParsableCommand {
     /// A DMD2 generator's grid: G(80·z; 80, y) in one step (the same z per row as the teacher's
     /// grid), or the k-step rollout (z, then ε_1 … ε_{k−1} from the row's generator).
     func sampleGenerator(at url: URL) throws {
-        let g = try DMD2Generator(contentsOf: url, ema: weights == .raw ? false : nil, steps: stepsOverride)
+        let g = try DMD2Generator(contentsOf: url, ema: sampling.weights == .raw ? false : nil, steps: stepsOverride)
         let config = g.config
         let rows = try classList(labelDim: config.labelDim)
         let schedule = g.nfe == 1 ? "one step (NFE 1)"
