@@ -122,22 +122,9 @@ public enum DebugState {
                       backwardSimulation: backwardSimulation)
     }
 
-    /// Random parameters that leave no layer at zero: weights N(0, 1/fan_in) (conv1, proj and
-    /// out_conv too, which training starts at zero), GroupNorm γ 1 + 0.2·N(0, 1) and β 0.2·N(0, 1),
-    /// biases N(0, 1/fan_in) (0.2·N(0, 1) for the zero-initialised layers), map_label N(0, 1).
+    /// Random parameters that leave no layer at zero (`UNetConfig.randomNonZeroParameters`).
     public static func randomWeights(_ config: UNetConfig, rng: inout RandomGenerator) -> ParameterStore<Float> {
-        ParameterStore(config.layout.parameterEntries.map { e in
-            let value: Tensor<Float>
-            switch e.kind {
-            case .parameter(.ones): value = rng.normal(e.shape, mean: 1, std: 0.2)
-            case .parameter(.uniform(let fanIn)): value = rng.normal(e.shape, std: 1 / Double(fanIn).squareRoot())
-            case .parameter(.standardNormal): value = rng.normal(e.shape)
-            default:
-                value = e.shape.count == 4 ? rng.normal(e.shape, std: 1 / Double(e.shape[1...].reduce(1, *)).squareRoot())
-                                           : rng.normal(e.shape, std: 0.2)
-            }
-            return (e.name, Variable(value, requiresGrad: true, name: e.name))
-        })
+        config.randomNonZeroParameters(rng: &rng)
     }
 
     // MARK: Recording and replaying

@@ -103,3 +103,25 @@ extension ParameterStore {
         self.init(pairs)
     }
 }
+
+extension UNetConfig {
+    /// Random parameters that leave no layer at zero, for fixtures, goldens and conformance
+    /// checks (the training initialisation's zero conv1/proj/out_conv would hide every layer in
+    /// front of them): weights N(0, 1/fan_in), GroupNorm γ 1 + 0.2·N(0, 1) and β 0.2·N(0, 1),
+    /// biases N(0, 1/fan_in) (0.2·N(0, 1) for the zero-initialised layers), map_label N(0, 1).
+    /// Drawn in Float, in parameter order, so the Float and Double networks hold the same values.
+    public func randomNonZeroParameters<T: TensorScalar>(rng: inout RandomGenerator, as: T.Type = T.self) -> ParameterStore<T> {
+        ParameterStore(layout.parameterEntries.map { e in
+            let value: Tensor<Float>
+            switch e.kind {
+            case .parameter(.ones): value = rng.normal(e.shape, mean: 1, std: 0.2)
+            case .parameter(.uniform(let fanIn)): value = rng.normal(e.shape, std: 1 / Double(fanIn).squareRoot())
+            case .parameter(.standardNormal): value = rng.normal(e.shape)
+            default:
+                value = e.shape.count == 4 ? rng.normal(e.shape, std: 1 / Double(e.shape[1...].reduce(1, *)).squareRoot())
+                                           : rng.normal(e.shape, std: 0.2)
+            }
+            return (e.name, Variable(value.converted(to: T.self), requiresGrad: true, name: e.name))
+        })
+    }
+}

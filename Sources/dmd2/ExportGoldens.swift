@@ -482,27 +482,10 @@ enum Goldens {
     /// `in.noise_labels` (c_noise), `in.class_labels` (one-hot; the last row zero = no label),
     /// output `out.F`, `seed.F`, and gradients `grad.x`, `grad.<name>` of ⟨seed, F⟩.
     static func writeUNet(config: UNetConfig, configName: String, batch N: Int, seed: UInt64, to root: URL) throws -> [String: Any] {
-        var rng = RandomGenerator(seed: seed)
-        let net = UNet<Double>(config: config, rng: &rng)
-        // Random non-zero weights (reference/edm_model.py `init_random`'s rule): the training
+        // Random non-zero weights (`UNetConfig.randomNonZeroParameters`, Float-exact): the training
         // initialisation's zero conv1/proj/out_conv would hide every layer before them.
         var draw = RandomGenerator(seed: seed &+ 1)
-        for (name, value) in net.parameters.namedTensors {
-            let parts = name.split(separator: ".")
-            let module = parts.count >= 2 ? String(parts[parts.count - 2]) : name
-            let isWeight = name.hasSuffix(".weight")
-            let fresh: Tensor<Double>
-            if module.hasPrefix("norm") || module == "out_norm" {
-                fresh = draw.normal(value.shape, mean: isWeight ? 1 : 0, std: 0.2)
-            } else if module == "map_label" {
-                fresh = draw.normal(value.shape)
-            } else if isWeight {
-                fresh = draw.normal(value.shape, std: 1 / Double(max(1, value.count / max(1, value.shape[0]))).squareRoot())
-            } else {
-                fresh = draw.normal(value.shape, std: 0.2)
-            }
-            net.parameters.assign(name, floatExact(fresh))
-        }
+        let net = UNet<Double>(config: config, parameters: config.randomNonZeroParameters(rng: &draw))
         let R = config.resolution
         let x = Variable(floatExact(draw.normal([N, config.inChannels, R, R])), requiresGrad: true)
         let noise = floatExact(Tensor<Double>(shape: [N], scalars: (0..<N).map { Double.log([2.5, 0.05, 12, 0.4][$0 % 4]) / 4 }))

@@ -13,31 +13,11 @@ enum SmallUNet {
     static let config = UNetConfig.small16
     static let batch = 2
 
-    /// Weights drawn in Double: GroupNorm γ = 1 + 0.2·N(0, 1), β and biases 0.2·N(0, 1),
-    /// map_label N(0, 1), other weights N(0, 1/fan_in) (the rule of reference/edm_model.py's
-    /// `init_random`). Rounded through Float, so the Float and Double networks hold the same values.
+    /// Random non-zero weights (`UNetConfig.randomNonZeroParameters`), drawn in Float so the
+    /// Float and Double networks hold the same values.
     static func parameters(seed: UInt64 = 2024) -> ParameterStore<Double> {
         var rng = RandomGenerator(seed: seed)
-        let net = UNet<Double>(config: config, rng: &rng)
-        var draw = RandomGenerator(seed: seed &+ 1)
-        for (name, value) in net.parameters.namedTensors {
-            let parts = name.split(separator: ".")
-            let module = parts.count >= 2 ? String(parts[parts.count - 2]) : name
-            let isWeight = name.hasSuffix(".weight")
-            let fresh: Tensor<Double>
-            if module.hasPrefix("norm") || module == "out_norm" {
-                fresh = draw.normal(value.shape, mean: isWeight ? 1 : 0, std: 0.2)
-            } else if module == "map_label" {
-                fresh = draw.normal(value.shape)
-            } else if isWeight {
-                let fanIn = value.count / max(1, value.shape[0])
-                fresh = draw.normal(value.shape, std: 1 / Double(max(1, fanIn)).squareRoot())
-            } else {
-                fresh = draw.normal(value.shape, std: 0.2)
-            }
-            net.parameters.assign(name, fresh.converted(to: Float.self).converted(to: Double.self))
-        }
-        return net.parameters
+        return config.randomNonZeroParameters(rng: &rng)
     }
 
     /// Inputs: x [2, 3, 16, 16] ~ N(0, 1), c_noise = ln(σ)/4 for σ = 2.5 and 0.05, labels (class
