@@ -43,6 +43,7 @@ struct MakePairs: ParsableCommand {
                                          metadata: ["teacher": teacher]) { done, total in
             let elapsed = ProcessInfo.processInfo.systemUptime - started
             print(String(format: "  %d/%d pairs, %.1f s (%.2f img/s)", done, total, elapsed, Double(done) / max(elapsed, 1e-9)))
+            fflush(nil)  // reach a redirected log as it happens
         }
         let outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL.deletingLastPathComponent(), withIntermediateDirectories: true)
