@@ -8,7 +8,7 @@ struct DMD2Command: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dmd2",
         abstract: "DMD2 (Improved Distribution Matching Distillation) and its EDM teacher, on the CPU.",
-        subcommands: [Demo.self, GradCheckCommand.self, Info.self, PrepareData.self, TrainTeacher.self, Sample.self, TrainClassifier.self, Eval.self, Distill.self, MakePairs.self, PlotLog.self, Report.self, Toy.self, ExportGoldens.self],
+        subcommands: [Demo.self, GradCheckCommand.self, Info.self, PrepareData.self, TrainTeacher.self, Sample.self, TrainClassifier.self, Eval.self, Distill.self, MakePairs.self, Denoise.self, PlotLog.self, Report.self, Toy.self, ExportGoldens.self],
         defaultSubcommand: Demo.self)
 }
 
