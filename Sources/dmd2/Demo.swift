@@ -5,9 +5,12 @@
 //   1. prepare-data     Fashion-MNIST (Debian's dataset-fashion-mnist) → data/fashion-mnist-64
 //   2. teacher          the shipped one (models/teacher-cpu64Tiny-fashion64.safetensors, 700
 //                       steps), or with --train-teacher: train-teacher   → <out>/teacher
-//   3. distill          DMD2 one-step generator                          → <out>/distill
-//   4. sample           grids: teacher (Heun) and generator (one step)   → <out>/*.png
-//   5. eval             metrics of both on the test split               → <out>/eval-*/metrics.json
+//   3. distill          DMD2 generator, a few minutes (default: 4 steps,
+//                       200 iterations — it beats the teacher's Heun-18
+//                       on FID; --generator-steps 1 for one step)        → <out>/distill
+//   4. sample           grids: teacher (Heun 18) and the student          → <out>/*.png
+//   5. eval             metrics of the teacher (Heun 4 and 18) and the
+//                       student on the test split, and one table         → <out>/metrics.md
 //
 // Every stage resumes: run the demo again after an interruption and it continues where its
 // checkpoints are (a finished stage is skipped). `--quick` runs the same pipeline with tiny
@@ -22,7 +25,7 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "The main job: prepare Fashion-MNIST, take the shipped cpu64Tiny EDM teacher (or train one), distil it with DMD2, sample and evaluate both (resumable).",
-        discussion: "Each stage prints the subcommand it runs. Stages with finished checkpoints are skipped, interrupted ones resume. The defaults take about 1.5 hours on 2 cores (plus ~1 hour with --train-teacher); --quick takes minutes.")
+        discussion: "Each stage prints the subcommand it runs. Stages with finished checkpoints are skipped, interrupted ones resume. The defaults take about 20 minutes on 2 cores (a few minutes of distillation; the first evaluation also computes the test set's Inception features once), plus ~1 hour with --train-teacher; --quick checks the pipeline in a few minutes. The longer runs and the paper's findings are in docs/guide/.")
 
     @OptionGroup var common: CommonOptions
     @Option(name: .long, help: "Prepared data folder (made by prepare-data when missing).")
@@ -36,7 +39,9 @@ struct Demo: ParsableCommand {
     @Option(name: .long, help: "Teacher training steps (batch 16) with --train-teacher.")
     var teacherSteps: Int = 2000
     @Option(name: .long, help: "DMD2 iterations (batch 8, TTUR ratio 5).")
-    var distillIterations: Int = 1000
+    var distillIterations: Int = 200
+    @Option(name: .long, help: "Generator steps of the student (4: DMD2's few-step generator with backward simulation; 1: one step).")
+    var generatorSteps: Int = 4
     @Option(name: .long, help: "DMD2 learning rate of both optimizers (the paper's 2e-6 is for 100k+ iterations at batch 280).")
     var distillLR: Double = 2e-4
     @Option(name: .long, help: "Images per model for the metrics.")
@@ -47,8 +52,8 @@ struct Demo: ParsableCommand {
     var noEval = false
 
     func validate() throws {
-        guard teacherSteps >= 1, distillIterations >= 1, distillLR > 0, evalCount >= 2 else {
-            throw ValidationError("--teacher-steps and --distill-iterations must be ≥ 1, --distill-lr > 0, --eval-count ≥ 2")
+        guard teacherSteps >= 1, distillIterations >= 1, generatorSteps >= 1, distillLR > 0, evalCount >= 2 else {
+            throw ValidationError("--teacher-steps, --distill-iterations and --generator-steps must be ≥ 1, --distill-lr > 0, --eval-count ≥ 2")
         }
     }
 
@@ -84,28 +89,46 @@ struct Demo: ParsableCommand {
         stage(3, "distill")
         try runCommand(Distill.self, ["--teacher", teacher, "--data", data, "--batch", "8", "--iterations", String(iterations),
                                      "--lr", String(distillLR), "--warm-up", quick ? "2" : "20", "--checkpoint-every", quick ? "5" : "100", "--keep", "2",
-                                     "--seed", "1", "--run", distill] + threads)
+                                     "--generator-steps", String(generatorSteps), "--seed", "1", "--run", distill] + threads)
 
         stage(4, "sample")
         try runCommand(Sample.self, ["--checkpoint", teacher, "--steps", "18", "--per-class", "8", "--out", "\(out)/teacher-heun18.png"] + threads)
-        try runCommand(Sample.self, ["--generator", distill, "--per-class", "8", "--out", "\(out)/generator-1step.png"] + threads)
+        let studentGrid = "\(out)/student-\(generatorSteps)step.png"
+        try runCommand(Sample.self, ["--generator", distill, "--per-class", "8", "--out", studentGrid] + threads)
 
-        guard !noEval else { return print("\ndone (evaluation skipped): \(out)/teacher-heun18.png, \(out)/generator-1step.png") }
+        guard !noEval else { return print("\ndone (evaluation skipped): \(out)/teacher-heun18.png, \(studentGrid)") }
         stage(5, "eval")
         let evalCommon = ["--data", data, "--count", String(count), "--reference-count", quick ? "50" : "1000",
                           "--kid-subset-size", String(min(count, 100))] + threads
-        try runCommand(Eval.self, ["--checkpoint", teacher, "--steps", "18", "--out", "\(out)/eval-teacher"] + evalCommon)
-        try runCommand(Eval.self, ["--generator", distill, "--out", "\(out)/eval-generator"] + evalCommon)
-        print("\ndone: \(out)/teacher-heun18.png, \(out)/generator-1step.png, \(out)/eval-{teacher,generator}/metrics.json")
+        // Each evaluation is skipped when its metrics exist (delete the folder to redo it).
+        let evaluations: [(label: String, folder: String, arguments: [String])] = [
+            ("teacher, Heun 4 steps", "\(out)/eval-teacher-heun4", ["--checkpoint", teacher, "--steps", "4"]),
+            ("teacher, Heun 18 steps", "\(out)/eval-teacher-heun18", ["--checkpoint", teacher, "--steps", "18"]),
+            ("DMD2 student, \(generatorSteps) step\(generatorSteps == 1 ? "" : "s") (\(iterations) iterations)", "\(out)/eval-student", ["--generator", distill]),
+        ]
+        for e in evaluations {
+            if fm.fileExists(atPath: "\(e.folder)/metrics.json") {
+                print("\(e.folder)/metrics.json exists; skipped")
+            } else {
+                try runCommand(Eval.self, e.arguments + ["--out", e.folder] + evalCommon)
+            }
+        }
+        let table = try Report.evalTable(evaluations.map { ($0.label, [$0.folder]) })
+        let note = "\(count) samples per model (classes balanced) against \(quick ? 50 : 1000) test images; seconds per image are sampling only.\n"
+        try ("# dmd2 demo\n\n" + note + "\n" + table).write(toFile: "\(out)/metrics.md", atomically: true, encoding: .utf8)
+        print("\n" + table + note)
+        print("done: \(out)/teacher-heun18.png, \(studentGrid), \(out)/metrics.md")
     }
 
     func stage(_ n: Int, _ name: String) {
         print("\n== stage \(n)/5: \(name) ==")
+        fflush(nil)  // in order in a redirected log too
     }
 
     /// Parse and run a subcommand, printing its command line first.
     func runCommand<C: ParsableCommand>(_ type: C.Type, _ arguments: [String]) throws {
         print("$ dmd2 \(C.configuration.commandName ?? "") \(arguments.joined(separator: " "))")
+        fflush(nil)
         var command = try type.parseAsRoot(arguments) as! C
         try command.run()
     }
