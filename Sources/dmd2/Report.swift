@@ -4,6 +4,7 @@
 // training (wall time, generator updates, how much the batch brightness swings); and from plain
 // eval folders (a teacher's sampler at several step counts): evaluations, metrics, time per image.
 import ArgumentParser
+import DMD2Train
 import Foundation
 
 struct Report: ParsableCommand {
@@ -60,24 +61,11 @@ struct Report: ParsableCommand {
         let folder = URL(fileURLWithPath: run)
         let logURL = folder.appendingPathComponent("log.jsonl")
         guard let text = try? String(contentsOf: logURL, encoding: .utf8) else { throw CLIError("\(run): no log.jsonl (is it a distill run folder?)") }
-        var brightness: [(step: Int, value: Double)] = [], seconds = 0.0, updates = 0, iterations = 0
-        for (n, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw CLIError("\(logURL.path): line \(n + 1) is not a JSON object")
-            }
-            iterations += 1
-            if let b = (object["brightness"] as? NSNumber)?.doubleValue, let step = (object["step"] as? NSNumber)?.intValue {
-                brightness.append((step, b))
-            }
-            if let s = (object["seconds"] as? NSNumber)?.doubleValue { seconds += s }
-            if (object["generator_step"] as? Bool) == true { updates += 1 }
-        }
-        guard iterations > 0 else { throw CLIError("\(logURL.path) is empty") }
-        let window = fromIteration.map { from in brightness.filter { $0.step >= from }.map(\.value) }
-            ?? brightness.suffix(brightness.count / 2).map(\.value)
-        guard let low = window.min(), let high = window.max() else {
-            throw CLIError("\(logURL.path): no brightness values\(fromIteration.map { " from iteration \($0) on" } ?? "")")
-        }
+        let log: TrainingLogSummary
+        do { log = try TrainingLogSummary(jsonLines: text, fromIteration: fromIteration, name: logURL.path) } catch { throw CLIError("\(error)") }
+        let (low, high) = (log.brightnessRange!.lowerBound, log.brightnessRange!.upperBound)
+        let (updates, iterations, seconds) = (log.generatorUpdates, log.iterations, log.seconds)
+        let window = log.brightness
         guard let evalFolder else {
             return RunSummary(run: run, brightnessSD: standardDeviation(window), brightnessRange: low...high,
                               generatorUpdates: updates, iterations: iterations, trainingMinutes: seconds / 60)
@@ -92,13 +80,8 @@ struct Report: ParsableCommand {
                           generatorUpdates: updates, iterations: iterations, trainingMinutes: seconds / 60)
     }
 
-    static func mean(_ xs: [Double]) -> Double { xs.isEmpty ? .nan : xs.reduce(0, +) / Double(xs.count) }
-    /// Sample standard deviation (n − 1); 0 for a single value.
-    static func standardDeviation(_ xs: [Double]) -> Double {
-        guard xs.count > 1 else { return 0 }
-        let m = mean(xs)
-        return (xs.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(xs.count - 1)).squareRoot()
-    }
+    static func mean(_ xs: [Double]) -> Double { SeedStatistics.mean(xs) }
+    static func standardDeviation(_ xs: [Double]) -> Double { SeedStatistics.standardDeviation(xs) }
 
     /// "m ± sd" over the runs that have the value (– when none has it).
     static func cell(_ values: [Double?], digits: Int) -> String {
