@@ -51,5 +51,9 @@ elapsed=$(($(date +%s) - started))
     echo "LANES=$LANES (finished runs and evals are not redone)."
     echo
     cat "$OUT/table.md"
+    echo
+    echo "The students' training (wall time from their logs, one thread each):"
+    echo
+    "$DMD2" report --training-only --row "one-step=$OUT/student-1step" --row "4-step=$OUT/student-4step" | sed '/^Every run:/,$d'
 } >"$DOC"
 echo "student-vs-teacher: wrote $DOC in $(human_time $elapsed)"
