@@ -25,7 +25,7 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "The main job: prepare Fashion-MNIST, take the shipped cpu64Tiny EDM teacher (or train one), distil it with DMD2, sample and evaluate both (resumable).",
-        discussion: "Each stage prints the subcommand it runs. Stages with finished checkpoints are skipped, interrupted ones resume. The defaults take roughly half an hour on 2 cores (estimated from stage times measured on one shared thread: distillation 17 min there, sampling and metrics ~15 min including the test set's Inception features, computed once and cached), plus ~1 hour with --train-teacher; --quick checks the pipeline in a few minutes. The longer runs and the paper's findings are in docs/guide/.")
+        discussion: "Each stage prints the subcommand it runs. Stages with finished checkpoints are skipped, interrupted ones resume. The defaults took 14.3 minutes on 2 cores (quiet machine, DMD2_NUM_THREADS=2: distillation 6m40s, sampling and metrics the rest), with the test set's Inception features already cached; computing them the first time adds several minutes, plus ~1 hour with --train-teacher; --quick checks the pipeline in a few minutes. The longer runs and the paper's findings are in docs/guide/.")
 
     @OptionGroup var common: CommonOptions
     @Option(name: .long, help: "Prepared data folder (made by prepare-data when missing).")
