@@ -8,6 +8,7 @@
 // real pixels are not: Fashion-MNIST in [−1, 1] has mean ≈ −0.56, E[x²] ≈ 0.72), EDM's loss
 // weight λ(σ) and the score's size.
 import ArgumentParser
+import DMD2
 import DMD2Core
 import DMD2Data
 import EDM
@@ -56,7 +57,7 @@ struct Denoise: ParsableCommand {
         print("teacher: \(teacher), \(c.resolution)×\(c.resolution)×\(c.inChannels), \(c.labelDim) classes, σ_d = \(σd), threads \(Threads.count)")
 
         // The images: the first test image of each class (the first 10 if the teacher is unconditional).
-        let dataset = try openTestSplit(channels: c.inChannels)
+        let dataset = try EDMDataset(url: testSplit(of: data), channels: c.inChannels)
         guard dataset.resolution == c.resolution else {
             throw CLIError("\(dataset.name) holds \(dataset.resolution)×\(dataset.resolution) images, the teacher \(c.resolution)×\(c.resolution)")
         }
@@ -73,12 +74,7 @@ struct Denoise: ParsableCommand {
         }
         let x = Image8.batch(try picked.map { try dataset.item($0.index).image })  // [N, C, R, R] in [−1, 1]
         let N = picked.count, perImage = x.count / N
-        var y: Tensor<Float>?
-        if c.labelDim > 0 {
-            var onehot = Tensor<Float>.zeros([N, c.labelDim])
-            for (n, p) in picked.enumerated() { onehot[n, p.label] = 1 }
-            y = onehot
-        }
+        let y: Tensor<Float>? = c.labelDim > 0 ? oneHot(picked.map(\.label), classes: c.labelDim) : nil
         var rng = RandomGenerator(seed: seed)
         let ε: Tensor<Float> = rng.normal(x.shape)
         print("images: \(N) from \(dataset.name) (items \(picked.map { String($0.index) }.joined(separator: ","))), seed \(seed)")
@@ -116,16 +112,5 @@ struct Denoise: ParsableCommand {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try writeGrid(grid, columns: N, to: url)
         print("wrote \(out): rows: clean; " + σs.map { String(format: "noisy σ=%g, denoised σ=%g", $0, $0) }.joined(separator: "; "))
-    }
-
-    /// The dataset at --data: its test/ split when it is a folder holding one.
-    func openTestSplit(channels: Int) throws -> EDMDataset {
-        var url = URL(fileURLWithPath: data)
-        let fm = FileManager.default
-        guard fm.fileExists(atPath: url.path) else {
-            throw CLIError("no dataset at \(data): run `dmd2 prepare-data --out \(data)` first or pass --data")
-        }
-        if fm.fileExists(atPath: url.appendingPathComponent("test").path) { url = url.appendingPathComponent("test") }
-        return try EDMDataset(url: url, channels: channels)
     }
 }

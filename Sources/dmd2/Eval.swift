@@ -178,17 +178,7 @@ struct Eval: ParsableCommand {
     // MARK: Inputs
 
     /// The reference split: <data>/test for a prepare-data folder, else <data> itself.
-    func referenceSplit() throws -> URL {
-        let url = URL(fileURLWithPath: data), fm = FileManager.default
-        guard fm.fileExists(atPath: url.path) else {
-            throw CLIError("no dataset at \(data): run `dmd2 prepare-data` first (it writes data/fashion-mnist-64), or pass --data")
-        }
-        if !fm.fileExists(atPath: url.appendingPathComponent("dataset.json").path),
-           fm.fileExists(atPath: url.appendingPathComponent("test").path) {
-            return url.appendingPathComponent("test")
-        }
-        return url
-    }
+    func referenceSplit() throws -> URL { try testSplit(of: data) }
 
     func loadInception() throws -> InceptionV3FID? {
         if noFID { return nil }
@@ -229,4 +219,18 @@ struct Eval: ParsableCommand {
                      LineSeries("real (\(report.referenceCount))", x: bins.map(Double.init), y: bins.map { r.power[$0] })],
             xRange: 0...Double(g.size / 2))
     }
+}
+
+/// The images a command measures against: `data` itself when it is a dataset (zip, or a folder
+/// with dataset.json), else its test/ split (a `dmd2 prepare-data` folder).
+func testSplit(of data: String) throws -> URL {
+    let url = URL(fileURLWithPath: data), fm = FileManager.default
+    guard fm.fileExists(atPath: url.path) else {
+        throw CLIError("no dataset at \(data): run `dmd2 prepare-data` first (it writes data/fashion-mnist-64), or pass --data")
+    }
+    if !fm.fileExists(atPath: url.appendingPathComponent("dataset.json").path),
+       fm.fileExists(atPath: url.appendingPathComponent("test").path) {
+        return url.appendingPathComponent("test")
+    }
+    return url
 }

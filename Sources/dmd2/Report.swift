@@ -4,6 +4,7 @@
 // training (wall time, generator updates, how much the batch brightness swings); and from plain
 // eval folders (a teacher's sampler at several step counts): evaluations, metrics, time per image.
 import ArgumentParser
+import DMD2Metrics
 import DMD2Train
 import Foundation
 
@@ -67,21 +68,17 @@ struct Report: ParsableCommand {
         let (updates, iterations, seconds) = (log.generatorUpdates, log.iterations, log.seconds)
         let window = log.brightness
         guard let evalFolder else {
-            return RunSummary(run: run, brightnessSD: standardDeviation(window), brightnessRange: low...high,
+            return RunSummary(run: run, brightnessSD: SeedStatistics.standardDeviation(window), brightnessRange: low...high,
                               generatorUpdates: updates, iterations: iterations, trainingMinutes: seconds / 60)
         }
         let metricsURL = folder.appendingPathComponent(evalFolder).appendingPathComponent("metrics.json")
         let m = try readMetrics(metricsURL, hint: "run `dmd2 eval --generator \(run) --out \(metricsURL.deletingLastPathComponent().path)`")
-        let number = { (path: [String]) in lookup(m, path) }
-        return RunSummary(run: run, fid: number(["fid"]), kid: number(["kid", "mean"]).map { $0 * 1000 }, precision: number(["precision"]),
-                          recall: number(["recall"]), classConsistency: number(["classConsistency", "accuracy"]),
-                          highFrequency: number(["highFrequencyRatioVsReference"]), brightnessSD: standardDeviation(window),
+        return RunSummary(run: run, fid: m.fid, kid: m.kid.map { $0.mean * 1000 }, precision: m.precision,
+                          recall: m.recall, classConsistency: m.classConsistency?.accuracy,
+                          highFrequency: m.highFrequencyRatioVsReference, brightnessSD: SeedStatistics.standardDeviation(window),
                           brightnessRange: low...high,
                           generatorUpdates: updates, iterations: iterations, trainingMinutes: seconds / 60)
     }
-
-    static func mean(_ xs: [Double]) -> Double { SeedStatistics.mean(xs) }
-    static func standardDeviation(_ xs: [Double]) -> Double { SeedStatistics.standardDeviation(xs) }
 
     /// "m ± sd" over the runs that have the value (– when none has it).
     static func cell(_ values: [Double?], digits: Int) -> String {
@@ -89,22 +86,15 @@ struct Report: ParsableCommand {
         guard !xs.isEmpty else { return "–" }
         let f = "%.\(digits)f"
         if xs.count == 1 { return String(format: f, xs[0]) }
-        return String(format: "\(f) ± \(f)", mean(xs), standardDeviation(xs))
+        return String(format: "\(f) ± \(f)", SeedStatistics.mean(xs), SeedStatistics.standardDeviation(xs))
     }
 
-    static func readMetrics(_ url: URL, hint: String) throws -> [String: Any] {
+    /// A metrics.json written by `dmd2 eval`, decoded as the type that wrote it.
+    static func readMetrics(_ url: URL, hint: String) throws -> EvaluationReport {
         guard let data = try? Data(contentsOf: url) else { throw CLIError("cannot read \(url.path) (\(hint))") }
-        guard let m = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw CLIError("\(url.path) is not a JSON object (a metrics.json of `dmd2 eval`?)")
+        do { return try JSONDecoder().decode(EvaluationReport.self, from: data) } catch {
+            throw CLIError("\(url.path) is not a metrics.json of `dmd2 eval`: \(error)")
         }
-        return m
-    }
-
-    static func lookup(_ m: [String: Any], _ path: [String]) -> Double? {
-        var value: Any? = m
-        for key in path { value = (value as? [String: Any])?[key] }
-        if let text = value as? String { return Double(text) }  // the `source` block stores strings
-        return (value as? NSNumber)?.doubleValue
     }
 
     static func split(_ r: String) throws -> (label: String, paths: [String]) {
@@ -158,14 +148,14 @@ struct Report: ParsableCommand {
                 try Self.readMetrics(URL(fileURLWithPath: folder).appendingPathComponent("metrics.json"), hint: "an output folder of `dmd2 eval`?")
             }
             let perImage = ms.map { m -> Double? in
-                guard let s = Self.lookup(m, ["seconds", "sampling"]), let n = Self.lookup(m, ["sampleCount"]), n > 0 else { return nil }
-                return s / n
+                guard let s = m.seconds["sampling"], m.sampleCount > 0 else { return nil }
+                return s / Double(m.sampleCount)
             }
-            let nfe = Set(ms.compactMap { Self.lookup($0, ["source", "nfe"]).map { Int($0) } }).sorted().map(String.init).joined(separator: "/")
-            lines.append("| \(label) | \(nfe.isEmpty ? "–" : nfe) | \(Self.cell(ms.map { Self.lookup($0, ["fid"]) }, digits: 1)) | "
-                + "\(Self.cell(ms.map { Self.lookup($0, ["kid", "mean"]).map { $0 * 1000 } }, digits: 0)) | "
-                + "\(Self.cell(ms.map { Self.lookup($0, ["classConsistency", "accuracy"]) }, digits: 3)) | "
-                + "\(Self.cell(ms.map { Self.lookup($0, ["highFrequencyRatioVsReference"]) }, digits: 2)) | \(Self.cell(perImage, digits: 2)) |")
+            let nfe = Set(ms.compactMap { $0.source["nfe"].flatMap { Int($0) } }).sorted().map(String.init).joined(separator: "/")
+            lines.append("| \(label) | \(nfe.isEmpty ? "–" : nfe) | \(Self.cell(ms.map(\.fid), digits: 1)) | "
+                + "\(Self.cell(ms.map { $0.kid.map { $0.mean * 1000 } }, digits: 0)) | "
+                + "\(Self.cell(ms.map { $0.classConsistency?.accuracy }, digits: 3)) | "
+                + "\(Self.cell(ms.map(\.highFrequencyRatioVsReference), digits: 2)) | \(Self.cell(perImage, digits: 2)) |")
         }
         return lines.joined(separator: "\n") + "\n"
     }
