@@ -14,7 +14,7 @@
 //   DMD2                the method: DM loss, fake critic, GAN head, TTUR loop, few-step generator
 //   DMD2Toy             DMD2 in the plane: a Gaussian mixture with a closed-form score, for the guide
 //   DMD2CUDA            a GPU backend adapter, CUDA loaded at run time (dlopen)
-//   _GradCheck          test support: finite-difference, adjoint and Float-vs-Double checks
+//   DMD2Checks          the checking library: finite-difference, adjoint and Float-vs-Double checks
 //   dmd2                the command-line tool, one subcommand per job
 import PackageDescription
 
@@ -72,11 +72,11 @@ let package = Package(
             swiftSettings: simd),
         .target(name: "DMD2CUDA", dependencies: ["DMD2Core"], swiftSettings: simd),
         .target(name: "DMD2Toy", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "DMD2Plot"], swiftSettings: simd),
-        .target(name: "_GradCheck", dependencies: ["DMD2Core", "DMD2Ops"], swiftSettings: simd),
+        .target(name: "DMD2Checks", dependencies: ["DMD2Core", "DMD2Ops"], swiftSettings: simd),
         .executableTarget(
             name: "dmd2",
             dependencies: [
-                "DMD2Core", "DMD2Ops", "_GradCheck", "EDM", "DMD2Data", "DMD2Metrics", "DMD2Train",
+                "DMD2Core", "DMD2Ops", "DMD2Checks", "EDM", "DMD2Data", "DMD2Metrics", "DMD2Train",
                 "DMD2", "DMD2Plot", "DMD2CUDA", "DMD2Toy", "SafeTensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -88,10 +88,10 @@ let package = Package(
             swiftSettings: simd),
         .testTarget(name: "DMD2ToyTests", dependencies: ["DMD2Toy", "DMD2Core", "DMD2Ops"], swiftSettings: simd),
         .testTarget(name: "DMD2PlotTests", dependencies: ["DMD2Plot", "DMD2Data"], swiftSettings: simd),
-        .testTarget(name: "DMD2Tests", dependencies: ["DMD2", "EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "_GradCheck", "SafeTensors"], resources: [.copy("Resources")], swiftSettings: simd),
-        .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2Core", "DMD2Ops", "EDM", "DMD2", "DMD2Train", "_GradCheck", "DMD2CUDA"], swiftSettings: simd),
+        .testTarget(name: "DMD2Tests", dependencies: ["DMD2", "EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "DMD2Checks", "SafeTensors"], resources: [.copy("Resources")], swiftSettings: simd),
+        .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2Core", "DMD2Ops", "EDM", "DMD2", "DMD2Train", "DMD2Checks", "DMD2CUDA"], swiftSettings: simd),
         .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
-        .testTarget(name: "EDMTests", dependencies: ["EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "_GradCheck", "SafeTensors"],
+        .testTarget(name: "EDMTests", dependencies: ["EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "DMD2Checks", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "DMD2DataTests", dependencies: ["DMD2Data", "DMD2Core"],
                     resources: [.copy("Resources")], swiftSettings: simd),
@@ -99,10 +99,10 @@ let package = Package(
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"],
                     resources: [.copy("Resources")]),
-        .testTarget(name: "DMD2CoreTests", dependencies: ["DMD2Core", "_GradCheck"], swiftSettings: simd),
+        .testTarget(name: "DMD2CoreTests", dependencies: ["DMD2Core", "DMD2Checks"], swiftSettings: simd),
         .testTarget(
             name: "DMD2OpsTests",
-            dependencies: ["DMD2Core", "DMD2Ops", "_GradCheck", "SafeTensors"],
+            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Checks", "SafeTensors"],
             resources: [.copy("Fixtures")],
             swiftSettings: simd),
     ],

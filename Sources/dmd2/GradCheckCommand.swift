@@ -3,7 +3,7 @@ import ArgumentParser
 import DMD2Core
 import DMD2Ops
 import Foundation
-import _GradCheck
+import DMD2Checks
 
 struct GradCheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -5,7 +5,7 @@
 // passing a whole small UNet in shadow mode is SmallUNetConformanceTests.)
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import XCTest
 
 final class ShadowBackendTests: XCTestCase {
@@ -102,7 +102,7 @@ final class ShadowBackendTests: XCTestCase {
 
     func testCorrectBackendPassesEveryOpCaseInBothPrecisions() {
         // Every primitive an op reaches, through the ops themselves: each gradient-check case of
-        // _GradCheck, forward and backward, in Double and in Float.
+        // DMD2Checks, forward and backward, in Double and in Float.
         let shadow = ShadowBackend(candidate: CPUBackend(), policy: .recordAndContinue)
         for c in AllOpCases.all {
             var rng = RandomGenerator(seed: 31)

@@ -3,7 +3,7 @@
 // largest value and scaled by √(reduction length)).
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import XCTest
 
 final class BackendConformanceTests: XCTestCase {

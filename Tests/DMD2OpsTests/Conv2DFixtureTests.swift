@@ -2,7 +2,7 @@
 // direct-convolution loop at a moderate size, and run-to-run reproducibility.
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import Foundation
 import SafeTensors
 import XCTest

@@ -1,7 +1,7 @@
-// XCTest entry points for the Conv family's checks (cases: Sources/_GradCheck/Cases/ConvCases.swift).
+// XCTest entry points for the Conv family's checks (cases: Sources/DMD2Checks/Cases/ConvCases.swift).
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import XCTest
 
 final class ConvGradTests: XCTestCase {

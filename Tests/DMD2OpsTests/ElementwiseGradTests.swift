@@ -1,6 +1,6 @@
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import XCTest
 
 final class ElementwiseGradTests: XCTestCase {

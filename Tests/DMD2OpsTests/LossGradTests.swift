@@ -1,7 +1,7 @@
-// XCTest entry points for the Loss family's checks (cases: Sources/_GradCheck/Cases/LossCases.swift).
+// XCTest entry points for the Loss family's checks (cases: Sources/DMD2Checks/Cases/LossCases.swift).
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import Foundation
 import XCTest
 

@@ -3,7 +3,7 @@
 // Double within 1e-10 and Float within 1e-4 of the largest |value| of each reference tensor.
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import Foundation
 import SafeTensors
 import XCTest

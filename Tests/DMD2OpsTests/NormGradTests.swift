@@ -1,7 +1,7 @@
-// XCTest entry points for the Norm family's checks (cases: Sources/_GradCheck/Cases/NormCases.swift).
+// XCTest entry points for the Norm family's checks (cases: Sources/DMD2Checks/Cases/NormCases.swift).
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import XCTest
 
 final class NormGradTests: XCTestCase {

@@ -2,7 +2,7 @@
 // its own *Cases.swift file), and the test that every op in OpCatalog has at least one case.
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import Foundation
 import SafeTensors
 import XCTest

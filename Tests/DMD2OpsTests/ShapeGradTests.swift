@@ -1,7 +1,7 @@
-// XCTest entry points for the Shape family's checks (cases: Sources/_GradCheck/Cases/ShapeCases.swift).
+// XCTest entry points for the Shape family's checks (cases: Sources/DMD2Checks/Cases/ShapeCases.swift).
 import DMD2Core
 import DMD2Ops
-import _GradCheck
+import DMD2Checks
 import XCTest
 
 final class ShapeGradTests: XCTestCase {

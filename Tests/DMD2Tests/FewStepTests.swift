@@ -13,7 +13,7 @@ import EDM
 import Foundation
 import SafeTensors
 import XCTest
-import _GradCheck
+import DMD2Checks
 
 final class FewStepTests: XCTestCase {
     // MARK: The schedule

@@ -3,7 +3,7 @@ import DMD2Core
 import DMD2Ops
 import EDM
 import Foundation
-import _GradCheck
+import DMD2Checks
 import XCTest
 
 /// A tiny config shaped like `small16` (two levels, attention at the lower one, labels) that

@@ -4,7 +4,7 @@
 import DMD2Core
 import DMD2Ops
 import EDM
-import _GradCheck
+import DMD2Checks
 import XCTest
 
 final class UNetBlockTests: XCTestCase {

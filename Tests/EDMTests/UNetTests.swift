@@ -5,7 +5,7 @@ import DMD2Core
 import DMD2Ops
 import EDM
 import Foundation
-import _GradCheck
+import DMD2Checks
 import XCTest
 
 final class UNetTests: XCTestCase {

@@ -19,7 +19,7 @@
 //     avgPool2x2Backward (a ¼ scaling is exact), nanToNum, and the untouched gaps of strided
 //     outputs — must be bitwise equal;
 //   • arithmetic must satisfy |cand − ref| ≤ ρ·u·√K·S at every element, with ρ = 64 (the
-//     Float-vs-Double factor of _GradCheck), K the reduction length behind one output element
+//     Float-vs-Double factor of DMD2Checks), K the reduction length behind one output element
 //     (GEMM: k, the inner dimension; sumAxis: the reduced extent; sum/dot: the element count;
 //     GroupNorm: (C/G)·L for y, mean and rstd and for dx, N·L for dγ and dβ; softmax: cols;
 //     col2im: ⌈k/s⌉² taps per pixel; avgPool2x2 and upsample backward: 4; elementwise: 1) and S

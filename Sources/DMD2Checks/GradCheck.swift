@@ -1,4 +1,4 @@
-// Exact gradient checks for every differentiable op (test support; not API — hence the `_`).
+// Exact gradient checks for every differentiable op (the checking library, used by the tests and `dmd2 gradcheck`).
 //
 // Three independent checks, all in Double:
 // 1. `jacobian`: the full Jacobian by central differences against the one from backward
