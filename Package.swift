@@ -19,7 +19,7 @@
 import PackageDescription
 
 // Hot paths are SIMD code: the compiler must target AVX2/FMA or SIMD math turns into
-// per-lane library calls (../shared/docs/PERF-NOTES.md). `unsafeFlags` is allowed in a root package.
+// per-lane library calls (docs/PERFORMANCE-FACTS.md). `unsafeFlags` is allowed in a root package.
 let simd: [SwiftSetting] = [
     .unsafeFlags(["-target-cpu", "haswell"]),
 ]

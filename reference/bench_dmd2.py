@@ -53,7 +53,7 @@ import edm_model  # noqa: E402
 
 CASES = ["cpu64Tiny-8", "cpu64Tiny-16", "cpu64Small-8", "cpu64Small-16"]
 PHASES = ["g_forward", "dm_forwards", "gan_generator", "g_backward", "critic", "optimizer"]
-# The recipe (METHOD.md §2); no warm-up, so every step runs at lr.
+# The recipe (docs/METHOD.md §2); no warm-up, so every step runs at lr.
 SETTINGS = {"learningRate": 2e-6, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weightDecay": 0.01,
             "warmUpSteps": 0, "maxGradNorm": 10.0}
 W_GAN_G, W_GAN_D = 3e-3, 1e-2

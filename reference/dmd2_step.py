@@ -1,7 +1,7 @@
 """Replay of the DMD2 debug state in PyTorch: one DMD2 iteration (generator step + critic step)
 recomputed from the file's inputs and compared with every tensor the Swift side recorded.
 
-Written from the project's specification (../shared/docs/METHOD.md §2) and the Swift sources
+Written from the project's specification (docs/METHOD.md §2) and the Swift sources
 (Sources/DMD2/*.swift, Sources/DMD2Train/AdamW.swift), not from the official DMD2 code. The
 contract (keys, draws, tolerances) is docs/DEBUG-STATE.md.
 
@@ -22,7 +22,7 @@ What is replayed (letters: N batch, σ_max = 80, σ_d = 0.5, K the σ grid, sg s
   first learning rate lr·min(1, 1/W) — applied to the FILE's gradients (`grad.…`), as the Swift
   replay does, so the update rule is compared independently of the gradients' rounding.
 
-Few-step files (metadata `generator_steps` k > 1, METHOD.md §3) are replayed too: G's input
+Few-step files (metadata `generator_steps` k > 1, docs/METHOD.md §3) are replayed too: G's input
 is step j of the schedule K[t_i] — the rollout of G without grad from σ_0·z (backward
 simulation), or x_real + σ_j·ε_j with the real images' classes — and x_g = G(x_j; σ_j, y).
 
@@ -118,7 +118,7 @@ def one_hot(labels, classes, dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# The losses (METHOD.md §2). σ arguments are float64 [N]; ε has the images' shape.
+# The losses (docs/METHOD.md §2). σ arguments are float64 [N]; ε has the images' shape.
 
 def generate(generator, z, labels):
     """x_g = G(σ_max·z; σ_max, y)."""
@@ -126,7 +126,7 @@ def generate(generator, z, labels):
 
 
 def generator_input(step_sigmas, j, previous, noise):
-    """Input of step j (METHOD.md §3): σ_0·z for j = 0 without a previous output, else
+    """Input of step j (docs/METHOD.md §3): σ_0·z for j = 0 without a previous output, else
     previous + σ_j·ε_j; returns (x, σ [N] float64)."""
     N = noise.shape[0]
     sigma = torch.full((N,), step_sigmas[j], dtype=torch.float64)
@@ -335,7 +335,7 @@ def replay(tensors, meta, dtype, mutation=None):
         out.update({f"input.{d}.t": torch.tensor(t), f"input.{d}.sigma": sigma, f"input.{d}.noise": noise})
 
     G, real, fake = nets["generator"], nets["real"], nets["fake"]
-    # The generator's input: σ_max·z (one step), or step j of a k-step schedule (METHOD.md §3).
+    # The generator's input: σ_max·z (one step), or step j of a k-step schedule (docs/METHOD.md §3).
     indices = json.loads(meta.get("generator_sigma_indices", "[999]"))
     step_sigmas = [GRID[i] for i in indices]
     j, renoise, backward = 0, [], True

@@ -1,7 +1,7 @@
 """Our own PyTorch ADM UNet ("DhariwalUNet" in EDM) with EDM's preconditioning, training
 loss and Heun sampler — the independent reference the Swift EDM module is checked against.
 
-Written from the project's specification (../shared/docs/ARCHITECTURE-ADM.md and METHOD.md
+Written from the project's specification (docs/ARCHITECTURE-ADM.md and docs/METHOD.md
 §1), not from the official EDM/DMD2 code. Module and parameter names follow EDM's checkpoint
 interface, so `Denoiser(config).state_dict()` has exactly the keys, shapes and order of EDM's
 state dict (`model.map_layer0.weight`, …, the `resample_filter` buffers included); running this
@@ -152,7 +152,7 @@ def attention_core(qkv, heads):
 
 
 class UNetBlock(nn.Module):
-    """ADM's residual block (ARCHITECTURE-ADM.md "UNetBlock")."""
+    """ADM's residual block (docs/ARCHITECTURE-ADM.md "UNetBlock")."""
 
     def __init__(self, in_channels, out_channels, emb_channels, resample=None, attention=False, dropout=0.0):
         super().__init__()

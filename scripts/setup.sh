@@ -16,7 +16,7 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-# Debian installs BLIS's OpenMP build by default (faster than pthreads here, PERF-NOTES.md);
+# Debian installs BLIS's OpenMP build by default (faster than pthreads here, docs/PERFORMANCE-FACTS.md);
 # report which one is active so a slow run can be explained.
 if [ -n "${DMD2_SETUP_VERBOSE:-}" ]; then
     readlink -f /usr/lib/x86_64-linux-gnu/libblis.so.4 || true

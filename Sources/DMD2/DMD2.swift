@@ -1,6 +1,6 @@
 // DMD2: distribution matching distillation of an EDM teacher into a one-step generator
 // (Yin et al., "Improved Distribution Matching Distillation for Fast Image Synthesis",
-// NeurIPS 2024), exactly as ../shared/docs/METHOD.md §2 specifies, or into a few-step one with
+// NeurIPS 2024), exactly as docs/METHOD.md §2 specifies, or into a few-step one with
 // backward simulation (§3). Map of the module, one idea
 // per file, in reading order:
 //
@@ -22,12 +22,12 @@
 //   Trainer.swift          DistillTrainer: the loop, log.jsonl, atomic checkpoints, bitwise resume
 //   FewStep.swift          GeneratorSchedule: the k-step σ schedule K[999 − i·⌊1000/k⌋], the
 //                          rollout (inference and backward simulation share it) and G's training
-//                          input at step j (METHOD.md §3)
+//                          input at step j (docs/METHOD.md §3)
 //   Generator.swift        DMD2Generator (alias OneStepGenerator): a trained G for sampling and
 //                          evaluation, one step x = G(80·z; 80, y) or the schedule it was trained on
 //   DebugState.swift       one generator + one critic step with every tensor in one file, the
 //                          contract for other implementations (docs/DEBUG-STATE.md); with
 //                          `generatorSteps` > 1 the few-step variant (rollout keys `fewstep.…`)
 //
-// The few-step generator (METHOD.md §3, docs/FEW-STEP.md) reuses `GeneratorInput` /
+// The few-step generator (docs/METHOD.md §3, docs/FEW-STEP.md) reuses `GeneratorInput` /
 // `DMD2Networks.generate` with its own inputs (x̂_{j−1} + σ_j·ε at σ_j) and the same losses.

@@ -13,7 +13,7 @@
 // tightly and independently of the gradients' rounding: AdamW's first step is ≈ lr·sign(g),
 // which rounding could flip for gradients near zero.
 //
-// Few-step variant (`randomInputs(…, generatorSteps: k)` with k > 1, METHOD.md §3): the draws
+// Few-step variant (`randomInputs(…, generatorSteps: k)` with k > 1, docs/METHOD.md §3): the draws
 // add the step j and the re-noising ε_1 … ε_{k−1} (keys `input.fewstep.…`); j is set to k − 1
 // so the whole rollout is recorded; the file adds G's rollout outputs `fewstep.x_hat.<i>`
 // (i < j), its training input `fewstep.input` at σ_j (`fewstep.input_sigma`) and metadata

@@ -1,11 +1,11 @@
 // The settings of a DMD2 distillation run (stored in every checkpoint), with the official
-// ImageNet-64 recipe's values as defaults (METHOD.md §2 "Totals and update rule"):
+// ImageNet-64 recipe's values as defaults (docs/METHOD.md §2 "Totals and update rule"):
 //   generator loss L_DM + 3e-3·L_G; critic loss L_fake + 1e-2·L_D; TTUR ratio 5 (G updated at
 //   iterations 0, 5, 10, …; the critic every iteration); AdamW betas (0.9, 0.999), eps 1e-8,
 //   weight decay 0.01, lr 2e-6 for both, constant after a linear warm-up; gradient norm clipped
 //   to 10 per optimiser; no EMA of G. Switches for the paper's ablations: DM on/off, GAN on/off,
 //   the TTUR ratio, and the original DMD's regression loss on stored teacher pairs.
-// The few-step generator (METHOD.md §3, FewStep.swift): `generatorSteps` k (1: the one-step
+// The few-step generator (docs/METHOD.md §3, FewStep.swift): `generatorSteps` k (1: the one-step
 // generator, the default, bitwise the same run as before the setting existed) on the schedule
 // K[999 − i·⌊1000/k⌋], and `backwardSimulation` (default on). Manifests written before these
 // settings existed decode with the defaults.

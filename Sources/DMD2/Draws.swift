@@ -1,4 +1,4 @@
-// The random inputs of one DMD2 iteration, drawn by the caller (STYLE.md: no hidden randomness
+// The random inputs of one DMD2 iteration, drawn by the caller (docs/STYLE.md: no hidden randomness
 // in math code), so every loss is a deterministic function of its arguments and a step can be
 // replayed exactly (debug state, gradient checks, bitwise resume).
 //
@@ -6,7 +6,7 @@
 // (so the stream does not depend on which losses are on):
 //   latents z ~ N(0, I) [N, C, R, R]            the generator's noise
 //   labels y ~ U{0..K−1} per image              the generator's classes (none when K = 0)
-//   dm:                 t ~ U{20..980}, ε       distribution matching (METHOD.md §2, step 1)
+//   dm:                 t ~ U{20..980}, ε       distribution matching (docs/METHOD.md §2, step 1)
 //   generatorGAN:       t ~ U{0..999},  ε       the generator's GAN loss (fresh σ')
 //   fake:               t ~ U{0..999},  ε       the fake critic's denoising loss
 //   discriminatorFake:  t ~ U{0..999},  ε       the discriminator's fake images

@@ -1,4 +1,4 @@
-// The few-step generator and backward simulation (METHOD.md §3).
+// The few-step generator and backward simulation (docs/METHOD.md §3).
 //
 // Schedule: k noise levels σ_0 > σ_1 > … > σ_{k−1} taken from the grid K (SigmaGrid.swift) at
 //   t_i = 999 − i·⌊1000/k⌋,   i = 0 … k−1
@@ -102,7 +102,7 @@ public struct GeneratorSchedule: Sendable, Equatable, Codable {
         return NoGrad.run { denoise(r.input) }
     }
 
-    /// G's training input for one iteration's draws (METHOD.md §3): step j = `draw.step`
+    /// G's training input for one iteration's draws (docs/METHOD.md §3): step j = `draw.step`
     /// (0 without a draw); with `backwardSimulation` the rollout of the current G to step j
     /// (the same code as inference), else the noised real images x_real + σ_j·ε_j.
     public func trainingInput<T>(

@@ -1,4 +1,4 @@
-// DMD2's GAN classifier head on the fake critic's encoder bottleneck (METHOD.md §2 "GAN branch").
+// DMD2's GAN classifier head on the fake critic's encoder bottleneck (docs/METHOD.md §2 "GAN branch").
 //
 // Letters: N batch, Cb bottleneck channels (the last encoder output of μ_fake: 768 at
 // ImageNet-64, 64 for cpu64Tiny, 128 for cpu64Small), G GroupNorm groups.
@@ -18,7 +18,7 @@
 //   cls_pred_branch.4.weight [Cb] (γ)         cls_pred_branch.4.bias [Cb] (β)
 //   cls_pred_branch.6.weight [1, Cb, 1, 1]    cls_pred_branch.6.bias [1]
 // The two strided convolutions need an 8×8 input (8 → 4 → 1); the init traps otherwise.
-// Groups: ADM's rule min(32, Cb/4) (`admGroupCount`): 32 at full scale (METHOD.md's
+// Groups: ADM's rule min(32, Cb/4) (`admGroupCount`): 32 at full scale (docs/METHOD.md's
 // GroupNorm(32) for Cb = 768), and at least 4 channels per group for the narrow CPU critics —
 // with 1×1 maps after the second conv, a group of one channel would normalise every value to β.
 // Initialisation (fresh, the head is not in the teacher): PyTorch's default for Conv2d,

@@ -1,5 +1,5 @@
-// A trained DMD2 generator for sampling and evaluation. One step (METHOD.md §2):
-// x = G(σ_max·z; σ_max, y), one network evaluation per image. k steps (METHOD.md §3,
+// A trained DMD2 generator for sampling and evaluation. One step (docs/METHOD.md §2):
+// x = G(σ_max·z; σ_max, y), one network evaluation per image. k steps (docs/METHOD.md §3,
 // FewStep.swift): x_0 = σ_0·z, x̂_i = G(x_i; σ_i, y), x_{i+1} = x̂_i + σ_{i+1}·ε_{i+1}, output
 // x̂_{k−1} — k evaluations, through the same rollout code as training's backward simulation.
 // The schedule comes from the checkpoint's metadata (`generator_sigma_indices`; absent: one step).

@@ -1,4 +1,4 @@
-// DMD2's four losses (METHOD.md §2), each a function of the networks, the images and the
+// DMD2's four losses (docs/METHOD.md §2), each a function of the networks, the images and the
 // caller's draws (Draws.swift), returning the loss as a Variable and the intermediates.
 //
 // Letters: N batch, C channels, H×W image, x_g = G(σ_max·z; σ_max, y) the generator's images,

@@ -1,4 +1,4 @@
-// The four networks of DMD2 (METHOD.md §2 "Networks") and the generator's input.
+// The four networks of DMD2 (docs/METHOD.md §2 "Networks") and the generator's input.
 //
 //   G       generator, an EDM denoiser initialised as a copy of the teacher, trained
 //   μ_real  the teacher, frozen (its parameters never require grad)
@@ -9,7 +9,7 @@
 // One generator step (one-step generation): x_g = G(σ_max·z; σ_max, y) with σ_max = 80 and
 // z ~ N(0, I): the EDM denoiser at the top of the σ range applied to pure noise of that level.
 // No clamp in training. The input (image and σ per sample) is a `GeneratorInput`, made by one
-// function (`oneStepInput`), so the few-step generator (METHOD.md §3) can build its inputs —
+// function (`oneStepInput`), so the few-step generator (docs/METHOD.md §3) can build its inputs —
 // x̂_{j−1} + σ_j·ε at σ_j — and call the same `generate`.
 import DMD2Core
 import DMD2Ops

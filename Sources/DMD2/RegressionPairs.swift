@@ -1,4 +1,4 @@
-// The original DMD's regression pairs (METHOD.md §2 "Original DMD for ablations"): noise z and
+// The original DMD's regression pairs (docs/METHOD.md §2 "Original DMD for ablations"): noise z and
 // the teacher's deterministic ODE sample from the same z, y_ref = Heun(x_0 = σ_max·z; y), so the
 // generator can be pulled towards G(σ_max·z) ≈ y_ref with an L2 loss.
 //

@@ -1,4 +1,4 @@
-// The σ grid K of DMD2's losses (METHOD.md §2 "Sigma grid K").
+// The σ grid K of DMD2's losses (docs/METHOD.md §2 "Sigma grid K").
 //
 // K is the Karras schedule (ρ = 7) with 1000 points from σ_max = 80 down to σ_min = 0.002,
 // reversed so that the index grows with the noise level:

@@ -1,4 +1,4 @@
-// DMD2's update rule: one iteration of the two time-scale update (METHOD.md §2 "Totals and
+// DMD2's update rule: one iteration of the two time-scale update (docs/METHOD.md §2 "Totals and
 // update rule"). The trainer (Trainer.swift) and the debug state (DebugState.swift) both run
 // their iterations through `DMD2Objective.iterate`.
 //

@@ -1,4 +1,4 @@
-// ADM's self-attention core with interleaved q, k, v (ARCHITECTURE-ADM.md, UNetBlock item 6).
+// ADM's self-attention core with interleaved q, k, v (docs/ARCHITECTURE-ADM.md, UNetBlock item 6).
 //
 // Letters: N batch, heads, d head dim, C = heads·d, L = H·W positions, B = N·heads, b = (n, head).
 // Input qkv [N, 3C, H, W]: channel head·3d + c·3 + s holds q (s = 0), k (s = 1) or v (s = 2) of

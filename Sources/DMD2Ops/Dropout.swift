@@ -1,4 +1,4 @@
-// Dropout with an explicit mask (STYLE.md: no hidden randomness in math code).
+// Dropout with an explicit mask (docs/STYLE.md: no hidden randomness in math code).
 //
 // Training-time inverted dropout, as in PyTorch: each element is kept with probability 1 − p
 // and scaled by 1/(1 − p) so the expectation is unchanged; at inference dropout is the identity

@@ -1,5 +1,5 @@
 // The sinusoidal (positional) embedding of a per-sample scalar: the first step of ADM's
-// noise-level embedding (ARCHITECTURE-ADM.md "Embedding", step 1; c is c_noise = ln(σ)/4).
+// noise-level embedding (docs/ARCHITECTURE-ADM.md "Embedding", step 1; c is c_noise = ln(σ)/4).
 //
 // N samples, C output channels, H = C/2 frequencies:
 //   f_j = (1/maxPeriod)^(j/H),  j = 0 … H−1        (the top frequency 1/maxPeriod is excluded)

@@ -1,5 +1,5 @@
 // Gradient clipping by global norm (PyTorch's torch.nn.utils.clip_grad_norm_), used on each
-// DMD2 optimiser's parameters with maxNorm 10 (METHOD.md).
+// DMD2 optimiser's parameters with maxNorm 10 (docs/METHOD.md).
 //
 //   norm = √(Σ_p ‖grad_p‖²)            over every parameter that has a gradient, in Double
 //   coef = maxNorm/(norm + 1e-6);  if coef < 1: grad_p ← coef·grad_p for every p

@@ -1,4 +1,4 @@
-// Group normalisation (Wu & He, ECCV 2018), as ADM uses it (ARCHITECTURE-ADM.md "Layers").
+// Group normalisation (Wu & He, ECCV 2018), as ADM uses it (docs/ARCHITECTURE-ADM.md "Layers").
 //
 // x is [N, C, …] viewed as [N, C, L] (L = product of the trailing dims, H·W for images); the C
 // channels split into G contiguous groups of C/G. Per (n, g), over the M = C/G·L values:

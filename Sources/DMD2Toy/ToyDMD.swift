@@ -1,4 +1,4 @@
-// DMD2 in the plane: the method of METHOD.md §2 with every network but two replaced by a
+// DMD2 in the plane: the method of docs/METHOD.md §2 with every network but two replaced by a
 // closed form, so that a reader can watch it work in seconds.
 //
 //   μ_real(x_t; σ)  GaussianMixture2D.denoise — the exact denoiser of the noised mixture
@@ -14,7 +14,7 @@
 //   (z_ref, y_ref = the teacher's ODE solution from σ_max·z_ref)
 // Critic step (every iteration), on x = sg(x_g):
 //   t ~ U{0..999}; σ = K[t]; L_fake = mean((1/σ² + 1/σ_d²)·(μ_fake(x + σε; σ) − x)²)
-// σ grid K: Karras, 1000 levels, σ_min 0.002 to σ_max 80, ρ = 7, K[0] smallest (METHOD.md §2).
+// σ grid K: Karras, 1000 levels, σ_min 0.002 to σ_max 80, ρ = 7, K[0] smallest (docs/METHOD.md §2).
 //
 // b − a = σ²·(s_fake − s_real): the generator moves along the real score minus the fake score,
 // i.e. towards where the data is dense and away from where its own samples already are.

@@ -1,7 +1,7 @@
 // The toy's two trained networks, small MLPs in the plane:
 //   G       the one-step generator, z ∈ ℝ² ↦ x ∈ ℝ² (at image scale DMD2's G is the teacher's
 //           denoiser evaluated at σ_max on σ_max·z; here a fresh MLP plays that role)
-//   μ_fake  the fake critic, a denoiser with EDM's preconditioning (METHOD.md §1):
+//   μ_fake  the fake critic, a denoiser with EDM's preconditioning (docs/METHOD.md §1):
 //           D(x; σ) = c_skip(σ)·x + c_out(σ)·F([c_in(σ)·x, c_noise(σ)])
 // The real score μ_real needs no network: it is GaussianMixture2D's closed form.
 import DMD2Core

@@ -11,7 +11,7 @@
 //                                      The ramp-up keeps early averages short while n is small
 //                                      (EDM: H = 500k images, r = 0.05).
 // The EMA starts as a copy of the parameters. Values are kept in the parameters' type T; β is
-// computed in Double and rounded once. Off by default in DMD2 (METHOD.md), used by the teacher.
+// computed in Double and rounded once. Off by default in DMD2 (docs/METHOD.md), used by the teacher.
 import DMD2Core
 
 /// How β is chosen at each EMA update.

@@ -1,5 +1,5 @@
 // UNet checkpoints as safetensors files with EDM's key names (the checkpoint interface of
-// ARCHITECTURE-ADM.md "Names"), so EDM's ImageNet-64 weights and DMD2's students, once
+// docs/ARCHITECTURE-ADM.md "Names"), so EDM's ImageNet-64 weights and DMD2's students, once
 // converted by reference/, load by name.
 //
 // File: one tensor per state-dict entry, `model.…` keys; the `resample_filter` buffers are

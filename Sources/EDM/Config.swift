@@ -1,6 +1,6 @@
 // The ADM UNet's configuration ("DhariwalUNet" in EDM) and its presets.
 //
-// ../shared/docs/ARCHITECTURE-ADM.md "Config": a UNet over `levels = channelMult.count`
+// docs/ARCHITECTURE-ADM.md "Config": a UNet over `levels = channelMult.count`
 // resolutions r_ℓ = resolution/2^ℓ with widths c_ℓ = modelChannels·channelMult[ℓ], `numBlocks`
 // residual blocks per encoder level (numBlocks + 1 per decoder level), self-attention at the
 // resolutions in `attnResolutions`, and an embedding of width modelChannels·channelMultEmb

@@ -1,6 +1,6 @@
 // The EDM teacher (Karras et al. 2022) at ImageNet-64 scale: EDM's ADM UNet ("DhariwalUNet"),
 // its preconditioning, training loss, samplers and checkpoints. Written from
-// ../shared/docs/ARCHITECTURE-ADM.md and METHOD.md §1; parameter names and shapes equal EDM's.
+// docs/ARCHITECTURE-ADM.md and docs/METHOD.md §1; parameter names and shapes equal EDM's.
 //
 //   Config.swift      UNetConfig and presets (imagenet64, small16, cpu64Tiny, cpu64Small)
 //   Layout.swift      the block structure, EDM's state-dict table, the FLOP count

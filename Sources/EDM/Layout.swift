@@ -1,5 +1,5 @@
 // The ADM UNet's structure, derived from a UNetConfig: which blocks exist, their widths, and
-// where skip connections leave and re-enter (ARCHITECTURE-ADM.md "The network").
+// where skip connections leave and re-enter (docs/ARCHITECTURE-ADM.md "The network").
 //
 // Encoder, level ℓ = 0…levels−1 at r = resolution/2^ℓ, c_ℓ = modelChannels·mult[ℓ]:
 //   ℓ = 0: enc.{r}x{r}_conv        3×3 conv inChannels → c_0
@@ -142,7 +142,7 @@ public struct UNetLayout: Sendable, Equatable {
 // MARK: - The parameter table (the checkpoint interface)
 
 /// How a tensor of the state dict is initialised for training from scratch
-/// (ARCHITECTURE-ADM.md "Initialisation").
+/// (docs/ARCHITECTURE-ADM.md "Initialisation").
 public enum ParameterInit: Sendable, Equatable {
     /// U(−1/√fanIn, 1/√fanIn) (EDM's kaiming_uniform with weight √(1/3)); fanIn = in·k².
     case uniform(fanIn: Int)
@@ -249,7 +249,7 @@ public struct ForwardCost: Sendable, Equatable {
 
 extension UNetConfig {
     /// The FLOP count of a forward pass at `batch` (ImageNet-64 at batch 1: 219.3 GFLOP,
-    /// 94% convolutions — ../shared/docs/ARCHITECTURE-ADM.md).
+    /// 94% convolutions — docs/ARCHITECTURE-ADM.md).
     public func forwardCost(batch: Int = 1) -> ForwardCost {
         let layout = self.layout
         var conv = 0.0, lin = 0.0, att = 0.0

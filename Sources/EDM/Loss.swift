@@ -1,4 +1,4 @@
-// EDM's denoising training loss (Karras et al. 2022, §5 and Table 1; METHOD.md §1):
+// EDM's denoising training loss (Karras et al. 2022, §5 and Table 1; docs/METHOD.md §1):
 //   ln σ ~ N(P_mean, P_std²) per image (P_mean = −1.2, P_std = 1.2),  ε ~ N(0, I),  n = σ·ε
 //   λ(σ) = (σ² + σ_d²)/(σ·σ_d)²
 //   L = mean over all N·C·H·W elements of λ(σ)·(D(x + n; σ, y) − x)²

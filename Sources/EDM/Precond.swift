@@ -1,4 +1,4 @@
-// EDM preconditioning (Karras et al. 2022, Table 1 "Ours"; METHOD.md §1):
+// EDM preconditioning (Karras et al. 2022, Table 1 "Ours"; docs/METHOD.md §1):
 //   D(x; σ, y) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, c_noise(σ), y)
 //   c_skip = σ_d²/(σ² + σ_d²),  c_out = σ·σ_d/√(σ² + σ_d²),  c_in = 1/√(σ² + σ_d²),  c_noise = ln(σ)/4
 // with σ_d = 0.5 and σ per sample. The coefficients are computed in Double (the sampler's

@@ -1,5 +1,5 @@
 // EDM's samplers for the probability-flow ODE dx/dσ = (x − D(x; σ))/σ (Karras et al. 2022,
-// Algorithms 1 and 2; METHOD.md §1). The state x and every σ are Double (the reference runs
+// Algorithms 1 and 2; docs/METHOD.md §1). The state x and every σ are Double (the reference runs
 // its ODE in float64); the denoiser is called on the state converted to its own precision.
 //
 // Time steps (ρ = 7):  σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i < n;  σ_n = 0.

@@ -1,4 +1,4 @@
-// Training an EDM teacher (Karras et al. 2022, §5; METHOD.md §1) on a CPU: the EDM loss with
+// Training an EDM teacher (Karras et al. 2022, §5; docs/METHOD.md §1) on a CPU: the EDM loss with
 // label dropout, AdamW with warm-up, optional gradient clipping, an EMA of the weights, JSON-lines
 // logs, atomic checkpoints, and resume that continues bitwise identically.
 //

@@ -1,4 +1,4 @@
-// The ADM UNet F(x, c_noise, y) — EDM's "DhariwalUNet" (ARCHITECTURE-ADM.md "Embedding",
+// The ADM UNet F(x, c_noise, y) — EDM's "DhariwalUNet" (docs/ARCHITECTURE-ADM.md "Embedding",
 // "The network"). The raw network; the EDM preconditioning around it is in Precond.swift.
 //
 // Letters: N batch, C image channels, R resolution, E embedding width, K classes, M = modelChannels.
@@ -18,7 +18,7 @@ public struct UNet<T: TensorScalar> {
     public let layout: UNetLayout
     public var parameters: ParameterStore<T>
 
-    /// A freshly initialised network (ARCHITECTURE-ADM.md "Initialisation"), reproducible from
+    /// A freshly initialised network (docs/ARCHITECTURE-ADM.md "Initialisation"), reproducible from
     /// `rng`. Traps with the reason if the config is invalid (see `UNetConfig.validate()`).
     public init(config: UNetConfig, rng: inout RandomGenerator) {
         do { try config.validate() } catch { preconditionFailure("\(error)") }

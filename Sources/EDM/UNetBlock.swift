@@ -1,5 +1,5 @@
 // ADM's residual block with embedding-driven scale/shift and optional self-attention
-// (ARCHITECTURE-ADM.md "UNetBlock"; EDM's `UNetBlock` with adaptive_scale, skip_scale 1).
+// (docs/ARCHITECTURE-ADM.md "UNetBlock"; EDM's `UNetBlock` with adaptive_scale, skip_scale 1).
 //
 // Letters: N batch, Cin/Cout widths, H×W resolution (after resampling), E embedding width.
 //   x [N, Cin, H', W'], emb [N, E]

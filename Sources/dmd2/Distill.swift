@@ -1,4 +1,4 @@
-// `dmd2 distill`: distil an EDM teacher into a one-step generator with DMD2 (METHOD.md §2), or
+// `dmd2 distill`: distil an EDM teacher into a one-step generator with DMD2 (docs/METHOD.md §2), or
 // a k-step one with backward simulation (`--generator-steps k`, §3, docs/FEW-STEP.md), with a
 // progress bar, a JSON-lines log and resumable checkpoints; `--debug-state FILE` writes the
 // debug-state file of one generator + one critic step instead (docs/DEBUG-STATE.md; with

@@ -1,4 +1,4 @@
-// The few-step generator and backward simulation (METHOD.md §3, Sources/DMD2/FewStep.swift):
+// The few-step generator and backward simulation (docs/METHOD.md §3, Sources/DMD2/FewStep.swift):
 // the schedule, the claim that training's step-j inputs come from the very code of inference
 // (same noise → bitwise the same tensors, through the update rule too), the few-step generator
 // loss's gradient against finite differences in Double, the few-step debug state, the one-step

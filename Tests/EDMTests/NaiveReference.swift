@@ -1,5 +1,5 @@
 // An independent, deliberately naive Double implementation of ADM's pieces, written from
-// ARCHITECTURE-ADM.md with plain loops (no DMD2Ops): the network's block and embedding are
+// docs/ARCHITECTURE-ADM.md with plain loops (no DMD2Ops): the network's block and embedding are
 // checked against it, which pins down the orderings that a gradient check cannot see
 // (scale before shift and `scale + 1`, cos before sin, q/k/v interleave, concat order).
 import DMD2Core

@@ -69,7 +69,7 @@ final class ParameterTableTests: XCTestCase {
         XCTAssertEqual(UNetConfig.small16.layout.allBlocks.filter(\.attention).map(\.heads), [2, 2, 2, 2])
     }
 
-    /// Training initialisation (ARCHITECTURE-ADM.md): U(±1/√fan_in), zeros for conv1, proj and
+    /// Training initialisation (docs/ARCHITECTURE-ADM.md): U(±1/√fan_in), zeros for conv1, proj and
     /// out_conv, N(0, 1) for map_label, γ = 1, β = 0; reproducible from the seed.
     func testInitialisation() {
         var rng = RandomGenerator(seed: 7)

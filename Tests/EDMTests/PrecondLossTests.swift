@@ -8,7 +8,7 @@ import XCTest
 final class PrecondLossTests: XCTestCase {
     override func setUp() { Threads.count = 2 }
 
-    /// METHOD.md §1: at σ = 80, c_skip ≈ 3.906e-5, c_out ≈ 0.49999, c_in = 0.0125, c_noise ≈ 1.0955.
+    /// docs/METHOD.md §1: at σ = 80, c_skip ≈ 3.906e-5, c_out ≈ 0.49999, c_in = 0.0125, c_noise ≈ 1.0955.
     func testCoefficientsAtSigma80() {
         let c = Preconditioning(sigma: 80)
         XCTAssertEqual(c.cSkip, 0.25 / 6400.25, accuracy: 1e-18)

@@ -29,7 +29,7 @@ final class SamplerTests: XCTestCase {
         }
         XCTAssertTrue(zip(t, t.dropFirst()).allSatisfy { $0 > $1 })
         XCTAssertEqual(KarrasSchedule.sigmas(steps: 1), [80, 0])
-        // DMD2's grid (METHOD.md §2): 1000 Karras levels reversed, K[0] = 0.002, K[999] = 80.
+        // DMD2's grid (docs/METHOD.md §2): 1000 Karras levels reversed, K[0] = 0.002, K[999] = 80.
         let K = Array(KarrasSchedule.sigmas(steps: 1000).dropLast().reversed())
         for (i, v, tol) in [(20, 0.00323, 5e-6), (250, 0.170, 5e-4), (500, 2.527, 5e-4), (750, 17.62, 5e-3), (980, 72.05, 5e-3)] {
             XCTAssertEqual(K[i], v, accuracy: tol, "K[\(i)]")

@@ -16,7 +16,7 @@ let tinyConfig = UNetConfig(
 /// The EDM state-dict listing `Resources/<name>.tsv`: (name, shape) per line.
 func stateDictListing(_ name: String) throws -> [(name: String, shape: [Int])] {
     guard let url = Bundle.module.url(forResource: name, withExtension: "tsv", subdirectory: "Resources") else {
-        throw GradCheckFailure(description: "Tests/EDMTests/Resources/\(name).tsv is missing (copy it from ../shared/data/edm-state-dict/)")
+        throw GradCheckFailure(description: "Tests/EDMTests/Resources/\(name).tsv is missing: it is committed with the repository (EDM's published parameter listing); restore it with git checkout")
     }
     let text = try String(contentsOf: url, encoding: .utf8)
     return try text.split(separator: "\n").map { line in

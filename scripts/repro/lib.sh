@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 scripts/setup.sh
 # One thread per job: two single-threaded jobs use two cores better than one two-threaded job,
-# and BLIS's OpenMP threads collapse on a shared machine (PERF-NOTES.md, Benchmarks/README.md).
+# and BLIS's OpenMP threads collapse on a shared machine (docs/PERFORMANCE-FACTS.md, Benchmarks/README.md).
 export DMD2_NUM_THREADS=1
 export OMP_WAIT_POLICY=passive
 swift build -c release --product dmd2 >&2

@@ -30,7 +30,7 @@ public final class CPUBackend: Backend {
     }
 
     /// Conv-shaped GEMMs run 2–3× faster with A and B packed, small ones slower
-    /// (PERF-NOTES.md); this is the per-call choice. Measured with `dmd2-bench gemm` on a quiet
+    /// (docs/PERFORMANCE-FACTS.md); this is the per-call choice. Measured with `dmd2-bench gemm` on a quiet
     /// machine: packing pays from m·n·k ≈ 160³, except when B has at most 64 columns (the
     /// 8×8 conv GEMMs, 768×64×6912: 0.85 of unpacked BLIS when packed).
     @inlinable

@@ -1,6 +1,6 @@
 // A seeded, serialisable random generator for everything stochastic in swift-dmd2.
 //
-// No math code draws randomness itself (STYLE.md): noise, σ indices and dropout masks are
+// No math code draws randomness itself (docs/STYLE.md): noise, σ indices and dropout masks are
 // arguments, and the trainer owns one `RandomGenerator`. Its whole state is one UInt64
 // (`state`), so a checkpoint can store it and a resumed run continues bitwise identically.
 // Algorithm: SplitMix64 (Steele, Lea & Flood 2014) for uniform bits; Box–Muller for normals.
