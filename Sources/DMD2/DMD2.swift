@@ -23,7 +23,7 @@
 //   FewStep.swift          GeneratorSchedule: the k-step σ schedule K[999 − i·⌊1000/k⌋], the
 //                          rollout (inference and backward simulation share it) and G's training
 //                          input at step j (docs/METHOD.md §3)
-//   Generator.swift        DMD2Generator (alias OneStepGenerator): a trained G for sampling and
+//   Generator.swift        DMD2Generator: a trained G for sampling and
 //                          evaluation, one step x = G(80·z; 80, y) or the schedule it was trained on
 //   DebugState.swift       one generator + one critic step with every tensor in one file, the
 //                          contract for other implementations (docs/DEBUG-STATE.md); with

@@ -4,11 +4,9 @@
 // x̂_{k−1} — k evaluations, through the same rollout code as training's backward simulation.
 // The schedule comes from the checkpoint's metadata (`generator_sigma_indices`; absent: one step).
 import DMD2Core
+import DMD2Ops
 import EDM
 import Foundation
-
-/// The name of the one-step era; the generator now runs whatever steps its checkpoint records.
-public typealias OneStepGenerator = DMD2Generator
 
 /// A distilled generator, ready to make images.
 public struct DMD2Generator {

@@ -125,17 +125,6 @@ extension Denoiser {
     }
 }
 
-/// One-hot rows [N, K] for class indices in 0..<K; a label −1 (`ImageDatasetLabel.none`) gives a
-/// zero row ("no label").
-public func oneHot<T: TensorScalar>(_ labels: [Int], classes K: Int, as: T.Type = T.self) -> Tensor<T> {
-    var scalars = [T](repeating: 0, count: labels.count * K)
-    for (n, label) in labels.enumerated() where label != -1 {
-        precondition((0..<K).contains(label), "oneHot: label \(label) outside 0..<\(K) (or −1 for none)")
-        scalars[n * K + label] = 1
-    }
-    return Tensor(shape: [labels.count, K], scalars: scalars)
-}
-
 /// One value per image as [N, 1, 1, 1], rounded once to T (σ, loss weights).
 func perImage<T: TensorScalar>(_ values: [Double]) -> Tensor<T> {
     Tensor(shape: [values.count, 1, 1, 1], scalars: values.map { T($0) })

@@ -11,6 +11,7 @@
 // A run reads the pairs in order, `batchSize` at a time, wrapping around (the cursor is part of
 // the checkpoint).
 import DMD2Core
+import DMD2Ops
 import EDM
 import Foundation
 import SafeTensors

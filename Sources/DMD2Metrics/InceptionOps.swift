@@ -3,11 +3,13 @@
 // Letters: N images, C channels, H×W input, O output channels, kh×kw kernel, s stride,
 // (ph, pw) zero padding of rows and columns, Ho×Wo output, P = N·C planes, L = Ho·Wo.
 //
-// DMD2Ops' conv2d takes square kernels with one padding and runs one GEMM per image;
-// Inception-v3 also has 1×7, 7×1, 1×3 and 3×1 kernels padded along one axis only ((0, 3),
-// (3, 0), …), and most of its layers are small enough (17×17, 8×8) that GEMMs over several
-// images at once pay on several threads. So convolution here has its own rectangular im2col
-// and groups images per GEMM (`Compute.backend.gemm`); it is checked against a direct loop and
+// DMD2Ops' `Conv2D` (the training conv, with a backward pass) takes square k×k kernels with the
+// same padding on both axes. Inception-v3 also has 1×7, 7×1, 1×3 and 3×1 kernels padded along one
+// axis only ((0, 3), (3, 0), …). So convolution here has its own rectangular im2col; like
+// `Conv2D` it unfolds several images side by side and runs one GEMM per group
+// (`Compute.backend.gemm`), with the group sized by a column budget (`colBudget`) instead of
+// `Conv2D`'s column target, and it adds the bias and applies ReLU while scattering the GEMM's
+// output, with no backward pass. It is checked against a direct loop and, on square kernels,
 // against `Conv2D`.
 // Pooling is max 3×3 (stride 2, or stride 1 with −∞ padding) and average
 // 3×3 / stride 1 / padding 1 *excluding the padding from the count* (PyTorch's
@@ -27,7 +29,7 @@ public enum InceptionOps {
     /// zero padding `padding.h` rows above and below, `padding.w` columns left and right:
     ///   y[n, o, i, j] = max(0, bias[o] + Σ_{c,u,v} weight[o, c, u, v]·x[n, c, i·s + u − ph, j·s + v − pw]).
     ///
-    /// Lowered to GEMM like DMD2Ops' `Conv2D`, but over a group of g images at once:
+    /// Lowered to GEMM over a group of g images at once, as DMD2Ops' `Conv2D` does:
     /// col [K = C·kh·kw, g·L] holds image n's unfolding in columns n·L ..< (n+1)·L, one GEMM gives
     /// Y [O, g·L] = W [O, K]·col, and bias and ReLU are applied while copying Y to [g, O, L].
     /// At 17×17 and 8×8 a single image's GEMM is small (L = 289 or 64 columns); grouping makes

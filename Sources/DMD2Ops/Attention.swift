@@ -49,7 +49,7 @@ public func attention<T>(qkv: Variable<T>, heads: Int) -> Variable<T> {
 
     // All W [B, L, L] when the backward will need them, else one reused [L, L] buffer. Each W_b
     // is written in full by softmaxRows, so the buffer is not zero-filled first.
-    let keepWeights = NoGrad.isEnabled && qkv.requiresGrad
+    let keepWeights = NoGrad.isRecording && qkv.requiresGrad
     let wStride = keepWeights ? LL : 0
     var logits = Tensor<T>.zeros([L, L])                               // S for the current b
     var output: Tensor<T>?

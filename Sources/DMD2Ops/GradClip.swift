@@ -17,13 +17,7 @@ import DMD2Core
 @discardableResult
 public func clipGradNorm<T>(_ parameters: [Variable<T>], maxNorm: Double) -> Double {
     precondition(maxNorm >= 0 && maxNorm.isFinite, "clipGradNorm: maxNorm must be finite and ≥ 0, got \(maxNorm)")
-    var sumOfSquares = 0.0
-    for p in parameters {
-        guard let g = p.grad else { continue }
-        let g64 = (g as? Tensor<Double>) ?? g.converted(to: Double.self)
-        sumOfSquares += g64.dot(g64)
-    }
-    let norm = sumOfSquares.squareRoot()
+    let norm = globalGradNorm(parameters)
     guard norm.isFinite else { return norm }
     let coef = maxNorm / (norm + 1e-6)
     if coef < 1 {
@@ -32,4 +26,18 @@ public func clipGradNorm<T>(_ parameters: [Variable<T>], maxNorm: Double) -> Dou
         }
     }
     return norm
+}
+
+/// The global L2 norm √(Σ_p ‖grad_p‖²) of the parameters' accumulated gradients, the norm
+/// `clipGradNorm` measures (and returns) before clipping: parameters whose `.grad` is nil are
+/// skipped, each gradient is converted to Double and the sum is accumulated in Double, parameter
+/// by parameter in the given order. Use it to log the norm when nothing is clipped.
+public func globalGradNorm<T>(_ parameters: [Variable<T>]) -> Double {
+    var sumOfSquares = 0.0
+    for p in parameters {
+        guard let g = p.grad else { continue }
+        let g64 = (g as? Tensor<Double>) ?? g.converted(to: Double.self)
+        sumOfSquares += g64.dot(g64)
+    }
+    return sumOfSquares.squareRoot()
 }

@@ -61,9 +61,7 @@ public func softmaxCrossEntropy<T>(logits: Variable<T>, labels: [Int]) -> Variab
     precondition(labels.count == N, "softmaxCrossEntropy: \(labels.count) labels for logits \(logits.shape)")
     precondition(K >= 1 && labels.allSatisfy { (0..<K).contains($0) },
                  "softmaxCrossEntropy: labels must lie in 0..<\(K) for logits \(logits.shape), got \(labels)")
-    var onehotScalars = [T](repeating: 0, count: N * K)
-    for (n, y) in labels.enumerated() { onehotScalars[n * K + y] = 1 }
-    let onehot = Tensor<T>(shape: [N, K], scalars: onehotScalars)       // [N, K]
+    let onehot: Tensor<T> = oneHot(labels, classes: K)                  // [N, K]
     let z = logits.value                                                 // [N, K]
     let p = Tensor<T>(shape: [N, K]) { pp in                             // softmax rows [N, K]
         z.withUnsafeBufferPointer { zp in Compute.backend.softmaxRows(zp, rows: N, cols: K, pp) }

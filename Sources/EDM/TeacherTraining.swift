@@ -381,7 +381,7 @@ public final class TeacherTrainer<T: TensorScalar> {
         let next = step + 1
         let batch = try loader.next()
         let x = Variable(T.self == Float.self ? batch.images as! Tensor<T> : batch.images.converted(to: T.self))
-        let labels: Tensor<T>? = config.network.labelDim > 0 ? Self.oneHot(batch.labels, classes: config.network.labelDim) : nil
+        let labels: Tensor<T>? = config.network.labelDim > 0 ? oneHot(batch.labels, classes: config.network.labelDim) : nil
         let dropout = denoiser.net.trainingDropout(rng: &generator)
         let loss = config.loss(denoiser, images: x, classLabels: labels, rng: &generator, dropout: dropout)
         try NonFinite.check(loss.value, name: "EDM loss", step: next)
@@ -390,7 +390,7 @@ public final class TeacherTrainer<T: TensorScalar> {
         optimizer.zeroGrad()
         loss.backward()
         try NonFinite.checkGradients(names: names, parameters: variables, step: next)
-        let gradNorm = config.maxGradNorm.map { clipGradNorm(variables, maxNorm: $0) } ?? Self.globalNorm(variables)
+        let gradNorm = config.maxGradNorm.map { clipGradNorm(variables, maxNorm: $0) } ?? globalGradNorm(variables)
         let lr = optimizer.step()
         optimizer.zeroGrad()
         step = next
@@ -479,26 +479,5 @@ public final class TeacherTrainer<T: TensorScalar> {
         do { try CheckpointFolders.createFolder(url) } catch let e as CheckpointFolderError {
             throw TeacherTrainingError.badCheckpoint(e.description)
         }
-    }
-
-    /// One-hot rows [N, K].
-    static func oneHot(_ labels: [Int], classes K: Int) -> Tensor<T> {
-        var scalars = [T](repeating: 0, count: labels.count * K)
-        for (n, label) in labels.enumerated() {
-            precondition((0..<K).contains(label), "TeacherTrainer: label \(label) outside 0..<\(K)")
-            scalars[n * K + label] = 1
-        }
-        return Tensor(shape: [labels.count, K], scalars: scalars)
-    }
-
-    /// √(Σ ‖grad‖²) over parameters with a gradient, in Double (as `clipGradNorm` measures it).
-    static func globalNorm(_ parameters: [Variable<T>]) -> Double {
-        var sum = 0.0
-        for p in parameters {
-            guard let g = p.grad else { continue }
-            let g64 = (g as? Tensor<Double>) ?? g.converted(to: Double.self)
-            sum += g64.dot(g64)
-        }
-        return sum.squareRoot()
     }
 }

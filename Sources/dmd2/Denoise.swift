@@ -11,6 +11,7 @@ import ArgumentParser
 import DMD2
 import DMD2Core
 import DMD2Data
+import DMD2Ops
 import EDM
 import Foundation
 

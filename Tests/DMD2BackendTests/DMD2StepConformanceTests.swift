@@ -10,6 +10,7 @@
 // file's own gradients for the same reason (docs/DEBUG-STATE.md).
 import DMD2
 import DMD2Core
+import DMD2Ops
 import DMD2Train
 import EDM
 import XCTest

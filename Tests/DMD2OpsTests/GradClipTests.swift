@@ -23,6 +23,22 @@ final class GradClipTests: XCTestCase {
         XCTAssertNil(params[1].grad, "a parameter without a gradient stays without one")
     }
 
+    /// `globalGradNorm` is the norm `clipGradNorm` measures, bit for bit, and changes nothing.
+    func testGlobalGradNormIsClipGradNormsNorm() {
+        var rng = RandomGenerator(seed: 7)
+        for maxNorm in [1e-3, 1e6] {
+            let params = (0..<3).map { _ in Variable(Tensor<Float>.zeros([5]), requiresGrad: true) }
+            for p in params { p.grad = rng.normal([5]) }
+            params[1].grad = nil
+            let before = params.map { $0.grad?.scalars }
+            let norm = globalGradNorm(params)
+            XCTAssertEqual(params.map { $0.grad?.scalars }, before, "measuring leaves the gradients alone")
+            XCTAssertEqual(clipGradNorm(params, maxNorm: maxNorm).bitPattern, norm.bitPattern)
+        }
+        XCTAssertEqual(globalGradNorm(makeParameters(Double.self)), 13)
+        XCTAssertEqual(globalGradNorm([Variable(Tensor<Double>.zeros([2]), requiresGrad: true)]), 0, "no gradients: norm 0")
+    }
+
     func testClipsToMaxNorm() {
         let params = makeParameters(Double.self)
         XCTAssertEqual(clipGradNorm(params, maxNorm: 6.5), 13, "returns the norm before clipping")

@@ -19,8 +19,8 @@ final class NoGradAndFrozenTests: XCTestCase {
         XCTAssertFalse(y.requiresGrad)
         XCTAssert(y.isLeaf)
         XCTAssertEqual(y.value.scalars, [3, 12], "the forward value is still computed")
-        XCTAssertTrue(NoGrad.isEnabled, "recording resumes after the scope")
-        XCTAssertFalse(NoGrad.run { NoGrad.isEnabled })
+        XCTAssertTrue(NoGrad.isRecording, "recording resumes after the scope")
+        XCTAssertFalse(NoGrad.run { NoGrad.isRecording })
         y.backward()
         XCTAssertNil(x.grad, "nothing reaches x through an unrecorded op")
         // Outside the scope the same op records.

@@ -199,7 +199,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(Set(manifest.files.keys).count, 6)
         XCTAssertEqual(try DistillCheckpoint.generatorFile(at: run).lastPathComponent, DistillCheckpoint.generatorEMAName)
         XCTAssertEqual(try DistillCheckpoint.generatorFile(at: run, ema: false).lastPathComponent, DistillCheckpoint.generatorName)
-        let generator = try OneStepGenerator(contentsOf: run, ema: false)
+        let generator = try DMD2Generator(contentsOf: run, ema: false)
         XCTAssertEqual(generator.step, 6)
         for (p, q) in zip(generator.denoiser.parameters.variables, t.networks.generator.parameters.variables) { XCTAssertEqual(p.value, q.value) }
 

@@ -63,11 +63,10 @@ func unet<T>(_ config: UNetConfig, values: [Tensor<Double>], as: T.Type = T.self
     return UNet(config: config, parameters: store(entries, vars))
 }
 
-/// One-hot labels [N, K] for classes `classes` (nil entries: no label, a zero row).
+/// One-hot labels [N, K] for classes `classes` (nil entries: no label, a zero row), through
+/// DMD2Ops' `oneHot` (label −1 = no class).
 func oneHot<T: TensorScalar>(_ classes: [Int?], count K: Int) -> Tensor<T> {
-    var y = Tensor<T>.zeros([classes.count, K])
-    for (n, c) in classes.enumerated() { if let c { y[n, c] = 1 } }
-    return y
+    oneHot(classes.map { $0 ?? -1 }, classes: K)
 }
 
 /// Run a gradient check, turning its failure into an XCTest failure.

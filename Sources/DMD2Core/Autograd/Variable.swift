@@ -58,7 +58,7 @@ public final class Variable<T: TensorScalar> {
         _ name: String, _ value: Tensor<T>, parents: [Variable<T>],
         vjp: @escaping (_ dY: Tensor<T>, _ needed: [Bool]) -> [Tensor<T>?]
     ) -> Variable<T> {
-        if NoGrad.isEnabled && parents.contains(where: \.requiresGrad) {
+        if NoGrad.isRecording && parents.contains(where: \.requiresGrad) {
             return Variable(value: value, name: name, parents: parents, vjp: vjp)
         }
         return Variable(value, requiresGrad: false, name: name)
@@ -149,8 +149,8 @@ public func gradients<T: TensorScalar>(
 public enum NoGrad {
     @TaskLocal static var recording = true
 
-    /// Whether ops currently record the graph.
-    public static var isEnabled: Bool { recording }
+    /// Whether ops currently record the graph (false inside `NoGrad.run`).
+    public static var isRecording: Bool { recording }
 
     /// Run `body` without recording any graph (inference, teacher forwards, optimiser steps).
     public static func run<R>(_ body: () throws -> R) rethrows -> R {
