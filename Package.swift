@@ -88,6 +88,8 @@ let package = Package(
             swiftSettings: simd),
         .testTarget(name: "DMD2ToyTests", dependencies: ["DMD2Toy", "DMD2Core", "DMD2Ops"], swiftSettings: simd),
         .testTarget(name: "DMD2PlotTests", dependencies: ["DMD2Plot", "DMD2Data"], swiftSettings: simd),
+        // Docs that cannot go stale: citations stay inside the repo, links resolve, quoted source matches.
+        .testTarget(name: "DocsTests"),
         .testTarget(name: "DMD2Tests", dependencies: ["DMD2", "EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "DMD2Checks", "SafeTensors"], resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2Core", "DMD2Ops", "EDM", "DMD2", "DMD2Train", "DMD2Checks", "DMD2CUDA"], swiftSettings: simd),
         .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
