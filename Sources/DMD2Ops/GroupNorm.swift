@@ -99,3 +99,30 @@ func withOptionalBuffer<T, R>(_ t: Tensor<T>?, _ body: (UnsafeBufferPointer<T>?)
     guard let t else { return body(nil) }
     return t.withUnsafeBufferPointer { body($0) }
 }
+
+// MARK: Scalar formulas (the `groupNorm` and `groupNormBackward` primitives)
+
+extension Formula {
+    /// One group's statistics over its M = (C/G)·L values: μ = Σx/M, then the biased variance
+    /// σ² = Σ(x − μ)²/M in a second pass, and rstd = 1/√(σ² + eps).
+    @inlinable public static func groupNormStatistics<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, eps: T) -> (mean: T, rstd: T) {
+        var mu: T = 0
+        for v in x { mu += v }
+        mu /= T(x.count)
+        var variance: T = 0
+        for v in x { variance += (v - mu) * (v - mu) }
+        variance /= T(x.count)
+        return (mu, 1 / (variance + eps).squareRoot())
+    }
+
+    /// y = x̂·γ + β with x̂ = (x − μ)·rstd (γ = 1, β = 0 without the affine).
+    @inlinable public static func groupNormOutput<T: TensorScalar>(_ x: T, mean: T, rstd: T, gamma: T, beta: T) -> T {
+        (x - mean) * rstd * gamma + beta
+    }
+
+    /// dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) for one element, with ĝ = γ·dy and x̂ = (x − μ)·rstd,
+    /// given the group's mean(ĝ) and mean(ĝ·x̂). (dγ_c = Σ_{n,l} dy·x̂ and dβ_c = Σ_{n,l} dy.)
+    @inlinable public static func groupNormInputGradient<T: TensorScalar>(gHat: T, xHat: T, meanG: T, meanGX: T, rstd: T) -> T {
+        rstd * (gHat - meanG - xHat * meanGX)
+    }
+}
