@@ -1,20 +1,22 @@
 // swift-tools-version:6.0
 // swift-dmd2: a CPU-first, readable reference implementation of DMD2 (Yin et al., NeurIPS 2024)
-// and the EDM teacher it distils. The target graph is the architecture:
+// and the EDM teacher it distils. The target graph is the architecture (scripts/check-package-graph.py
+// fails when a declared dependency is not imported or an import is not declared):
 //
-//   CBLIS, CFFTW        system libraries (BLIS GEMM, FFTW 2-D real FFTs)
+//   CBLIS, CFFTW        system libraries (BLIS GEMM for the core, FFTW 2-D real FFTs for Metrics)
 //   SafeTensors         the checkpoint / fixture file format (pure Swift)
-//   DMD2Core            Tensor<T>, the Backend seam (CPU backend: SIMD + BLIS), autograd tape
-//   DMD2Ops             every differentiable op: forward and backward side by side
+//   DMD2Core            Tensor<T>, the Backend seam and registry (CPU backend: SIMD + BLIS), autograd tape
+//   DMD2Ops             every differentiable op: forward and backward side by side, scalar formulas beside them
 //   DMD2Train           AdamW, EMA, progress bar, JSON-lines log, non-finite checks
 //   DMD2Data            datasets (ImageNet-64 npz, EDM zip/folder, class folders), PNG, grids
-//   DMD2Metrics         FID (Inception-v3), KID, precision/recall, class consistency, diagnostics
+//   DMD2Metrics         FID (Inception-v3), KID, precision/recall, class consistency, spectra (FFT), diagnostics
 //   DMD2Plot            line plots to SVG and PNG for the docs
 //   EDM                 the teacher: ADM UNet, preconditioning, loss, samplers, checkpoints
 //   DMD2                the method: DM loss, fake critic, GAN head, TTUR loop, few-step generator
 //   DMD2Toy             DMD2 in the plane: a Gaussian mixture with a closed-form score, for the guide
 //   DMD2CUDA            a GPU backend adapter, CUDA loaded at run time (dlopen)
-//   DMD2Checks          the checking library: finite-difference, adjoint and Float-vs-Double checks
+//   DMD2Checks          the checking library: reference and shadow backends, the tolerance table, primitive,
+//                       op and golden cases, finite-difference, adjoint and Float-vs-Double checks
 //   dmd2                the command-line tool, one subcommand per job
 import PackageDescription
 
