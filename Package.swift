@@ -1,20 +1,22 @@
 // swift-tools-version:6.0
 // swift-dmd2: a CPU-first, readable reference implementation of DMD2 (Yin et al., NeurIPS 2024)
-// and the EDM teacher it distils. The target graph is the architecture:
+// and the EDM teacher it distils. The target graph is the architecture (scripts/check-package-graph.py
+// fails when a declared dependency is not imported or an import is not declared):
 //
-//   CBLIS, CFFTW        system libraries (BLIS GEMM, FFTW 2-D real FFTs)
+//   CBLIS, CFFTW        system libraries (BLIS GEMM for the core, FFTW 2-D real FFTs for Metrics)
 //   SafeTensors         the checkpoint / fixture file format (pure Swift)
-//   DMD2Core            Tensor<T>, the Backend seam (CPU backend: SIMD + BLIS), autograd tape
-//   DMD2Ops             every differentiable op: forward and backward side by side
+//   DMD2Core            Tensor<T>, the Backend seam and registry (CPU backend: SIMD + BLIS), autograd tape
+//   DMD2Ops             every differentiable op: forward and backward side by side, scalar formulas beside them
 //   DMD2Train           AdamW, EMA, progress bar, JSON-lines log, non-finite checks
 //   DMD2Data            datasets (ImageNet-64 npz, EDM zip/folder, class folders), PNG, grids
-//   DMD2Metrics         FID (Inception-v3), KID, precision/recall, class consistency, diagnostics
+//   DMD2Metrics         FID (Inception-v3), KID, precision/recall, class consistency, spectra (FFT), diagnostics
 //   DMD2Plot            line plots to SVG and PNG for the docs
 //   EDM                 the teacher: ADM UNet, preconditioning, loss, samplers, checkpoints
 //   DMD2                the method: DM loss, fake critic, GAN head, TTUR loop, few-step generator
 //   DMD2Toy             DMD2 in the plane: a Gaussian mixture with a closed-form score, for the guide
 //   DMD2CUDA            a GPU backend adapter, CUDA loaded at run time (dlopen)
-//   DMD2Checks          the checking library: finite-difference, adjoint and Float-vs-Double checks
+//   DMD2Checks          the checking library: reference and shadow backends, the tolerance table, primitive,
+//                       op and golden cases, finite-difference, adjoint and Float-vs-Double checks
 //   dmd2                the command-line tool, one subcommand per job
 import PackageDescription
 
@@ -48,30 +50,30 @@ let package = Package(
         .target(
             name: "DMD2Core",
             dependencies: [
-                "CBLIS", "CFFTW", "SafeTensors",
+                "CBLIS", "SafeTensors",
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
             swiftSettings: simd),
-        .target(name: "DMD2Ops", dependencies: ["DMD2Core"], swiftSettings: simd),
-        .target(name: "DMD2Train", dependencies: ["DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
+        .target(name: "DMD2Ops", dependencies: ["DMD2Core", .product(name: "RealModule", package: "swift-numerics")], swiftSettings: simd),
+        .target(name: "DMD2Train", dependencies: ["DMD2Core", "SafeTensors"], swiftSettings: simd),
         .target(name: "EDM", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "SafeTensors"], swiftSettings: simd),
         .target(
             name: "DMD2Data",
-            dependencies: ["DMD2Core", "CPNG", "CFFTW", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+            dependencies: ["DMD2Core", "CPNG", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
             swiftSettings: simd),
         .target(
             name: "DMD2Metrics",
-            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Data", "CLAPACK", "CFFTW",
+            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Data", "SafeTensors", "CLAPACK", "CFFTW",
                            .product(name: "ZIPFoundation", package: "ZIPFoundation")],
             resources: [.copy("Resources")],
             swiftSettings: simd),
-        .target(name: "DMD2Plot", dependencies: ["DMD2Core", "DMD2Data"], swiftSettings: simd),
+        .target(name: "DMD2Plot", dependencies: ["DMD2Data"], swiftSettings: simd),
         .target(
             name: "DMD2",
             dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "EDM", "SafeTensors"],
             swiftSettings: simd),
         .target(name: "DMD2CUDA", dependencies: ["DMD2Core"], swiftSettings: simd),
-        .target(name: "DMD2Toy", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "DMD2Plot"], swiftSettings: simd),
+        .target(name: "DMD2Toy", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM"], swiftSettings: simd),
         .target(name: "DMD2Checks", dependencies: ["DMD2Core", "DMD2Ops"], swiftSettings: simd),
         .executableTarget(
             name: "dmd2",
@@ -83,7 +85,7 @@ let package = Package(
             swiftSettings: simd),
         .executableTarget(
             name: "dmd2-bench",
-            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "DMD2", "CBLIS"],
+            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "DMD2", "DMD2Checks", "CBLIS"],
             path: "Benchmarks/dmd2-bench",
             swiftSettings: simd),
         .testTarget(name: "DMD2ToyTests", dependencies: ["DMD2Toy", "DMD2Core", "DMD2Ops"], swiftSettings: simd),
@@ -92,7 +94,7 @@ let package = Package(
         .testTarget(name: "DocsTests"),
         .testTarget(name: "DMD2Tests", dependencies: ["DMD2", "EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "DMD2Checks", "SafeTensors"], resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2Core", "DMD2Ops", "EDM", "DMD2", "DMD2Train", "DMD2Checks", "DMD2CUDA"], swiftSettings: simd),
-        .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
+        .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Checks", "SafeTensors"], swiftSettings: simd),
         .testTarget(name: "EDMTests", dependencies: ["EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "DMD2Checks", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "DMD2DataTests", dependencies: ["DMD2Data", "DMD2Core"],

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs the system libraries if missing, then runs the default test suite
+# The test command: installs the system libraries if missing, checks the package graph
+# (scripts/check-package-graph.py), then runs the default test suite
 # in release mode (SIMD kernels in debug builds are ~100x slower) with 2 threads pinned, so
 # results are reproducible. Heavy suites (full-size model, long training) run only with
 # DMD2_HEAVY_TESTS=1.
@@ -11,4 +12,6 @@ export DMD2_NUM_THREADS="${DMD2_NUM_THREADS:-2}"
 # between GEMMs (measured: a tiny training loop 11 s spinning vs 1.5 s passive). libgomp reads
 # this when it loads, so it must be set before the process starts.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+# The package graph must match the imports (declared = imported), before anything builds.
+python3 scripts/check-package-graph.py
 exec swift test -c release "$@"

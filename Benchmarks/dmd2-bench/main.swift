@@ -4,6 +4,7 @@
 //
 // See Benchmarks/README.md for what each suite measures and the figures so far.
 import CBLIS
+import DMD2Checks
 import DMD2Core
 import Foundation
 
@@ -142,6 +143,8 @@ func loadAverage() -> String {
 }
 
 let options = Options(Array(CommandLine.arguments.dropFirst()))
+// Before the first use of Compute.backend, so DMD2_BACKEND=reference or shadow[:NAME] works here.
+CheckBackends.register()
 Threads.count = options.threads          // also sets BLIS's thread count
 bli_init()
 

@@ -1,7 +1,9 @@
 // The CUDA C source of every kernel the CUDA backend launches, compiled at run time by NVRTC
 // (or, for `CUDABackend.emulated()`, by the host C++ compiler with HostEmulator.swift's prelude).
 //
-// Each kernel mirrors the loop of the same primitive in ReferenceBackend.swift, with the loop
+// Each kernel computes the op's scalar formula named beside it (`Formula` in DMD2Ops:
+// Elementwise.swift, GroupNorm.swift, Softmax.swift) and mirrors the loop of the same primitive
+// in DMD2Checks' ReferenceBackend.swift, with the loop
 // over output elements spread over threads: the sums run in the same order as the reference's
 // where one thread owns one output (sumAxis, col2im, avgPool, dγ/dβ), so those results match it
 // bit for bit; block reductions (sum, dot, GroupNorm statistics, softmax) add in a tree and
@@ -65,13 +67,13 @@ template <typename T> __device__ __forceinline__ bool k_isnan(T x) { return x !=
 // ±∞: not NaN, and x − x is NaN (it is 0 for every finite x).
 template <typename T> __device__ __forceinline__ bool k_isinf(T x) { return x == x && (x - x) != (x - x); }
 
-// σ(x) = 1/(1 + e^{−x}) without overflow (Scalars.sigmoid).
+// σ(x) = 1/(1 + e^{−x}) without overflow (Formula.sigmoid).
 template <typename T> __device__ __forceinline__ T k_sigmoid(T x) {
     if (x >= 0) return T(1) / (T(1) + k_exp(-x));
     T e = k_exp(x);
     return e / (T(1) + e);
 }
-// softplus(x) = max(x, 0) + ln(1 + e^{−|x|}) (Scalars.softplus).
+// softplus(x) = max(x, 0) + ln(1 + e^{−|x|}) (Formula.softplus).
 template <typename T> __device__ __forceinline__ T k_softplus(T x) {
     return (x > 0 ? x : T(0)) + k_log1p(k_exp(-k_abs(x)));
 }
@@ -105,7 +107,7 @@ template <typename T> __device__ T k_block_max(T value, T* shared) {
 
 // ---- Elementwise ------------------------------------------------------------------------------
 // op: neg 0, exp 1, log 2, sqrt 3, square 4, abs 5, sign 6, sigmoid 7, silu 8, softplus 9,
-//     tanh 10, sin 11, cos 12.
+//     tanh 10, sin 11, cos 12. Case op computes Formula.unary(op, x), i.e. Formula.<op>.
 template <typename T> __device__ void unary_impl(int op, long long n, const T* x, T* y) {
     GRID_STRIDE(i, n) {
         T v = x[i], r;
@@ -130,7 +132,8 @@ template <typename T> __device__ void unary_impl(int op, long long n, const T* x
 
 // op: add 0, sub 1, mul 2, div 3, maximum 4, minimum 5, and the VJPs of unary ops with
 // a = the op's input x, b = upstream g: sigmoidBackward 6, siluBackward 7, softplusBackward 8,
-// tanhBackward 9. maximum/minimum follow Swift.max/min: max(x, g) = g >= x ? g : x.
+// tanhBackward 9. maximum/minimum follow Swift.max/min: max(x, g) = g >= x ? g : x. Case op
+// computes Formula.binary(op, a, b) (Formula.siluBackward etc.).
 template <typename T> __device__ void binary_impl(int op, long long n, const T* a, const T* b, T* y) {
     GRID_STRIDE(i, n) {
         T x = a[i], g = b[i], r;
@@ -283,6 +286,7 @@ template <typename T> __device__ void upsample_backward_impl(long long P, long l
 }
 
 // ---- GroupNorm: one block per (n, g) over its M = (C/G)·L values ---------------------------------
+// Formula.groupNormStatistics (μ, then the biased variance, rstd) and Formula.groupNormOutput.
 template <typename T> __device__ void group_norm_impl(long long N, long long C, long long L, long long G, T eps,
                                                       const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd) {
     __shared__ T shared[BLOCK];
@@ -302,7 +306,7 @@ template <typename T> __device__ void group_norm_impl(long long N, long long C, 
     }
 }
 
-// dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = γ·dy, x̂ = (x − μ)·r, per (n, g).
+// dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = γ·dy, x̂ = (x − μ)·r, per (n, g): Formula.groupNormInputGradient.
 template <typename T> __device__ void group_norm_backward_dx_impl(long long N, long long C, long long L, long long G,
                                                                   const T* x, const T* dy, const T* gamma,
                                                                   const T* mean, const T* rstd, T* dx) {
@@ -346,6 +350,7 @@ template <typename T> __device__ void group_norm_backward_affine_impl(long long 
 }
 
 // ---- Softmax: one block per row ---------------------------------------------------------------
+// Formula.softmaxRow: y_j = exp(x_j − m)/Σ_k exp(x_k − m), m = max_k x_k.
 template <typename T> __device__ void softmax_rows_impl(long long rows, long long cols, const T* x, T* y) {
     __shared__ T shared[BLOCK];
     const T* xr = x + blockIdx.x * cols;
@@ -359,7 +364,7 @@ template <typename T> __device__ void softmax_rows_impl(long long rows, long lon
     for (long long j = threadIdx.x; j < cols; j += BLOCK) yr[j] = k_exp(xr[j] - m) / s;
 }
 
-// dx[r, j] = y[r, j]·(dy[r, j] − Σ_k dy[r, k]·y[r, k]).
+// dx[r, j] = y[r, j]·(dy[r, j] − Σ_k dy[r, k]·y[r, k]): Formula.softmaxRowBackward.
 template <typename T> __device__ void softmax_rows_backward_impl(long long rows, long long cols, const T* y, const T* dy, T* dx) {
     __shared__ T shared[BLOCK];
     long long base = (long long)blockIdx.x * cols;

@@ -4,7 +4,7 @@
 // so this module builds on any machine, needs no CUDA headers, and reports cleanly where there
 // is no GPU (`CUDABackend.availability`). Files:
 //   CUDABackend.swift       the Backend: each primitive copies in, runs a kernel or cuBLAS, copies out
-//   CUDAKernels.swift       the CUDA C source of every kernel (mirrors ReferenceBackend.swift)
+//   CUDAKernels.swift       the CUDA C source of every kernel (the ops' Formula, mirroring DMD2Checks' ReferenceBackend.swift)
 //   CUDALibraries.swift     dlopen/dlsym and the C function types of the few library calls used
 //   CUDADriverDevice.swift  the GPU: context, NVRTC compile, module, launches, cuBLAS handle
 //   HostEmulator.swift      the same kernels compiled for the host, to check them without a GPU

@@ -12,7 +12,7 @@
 //   clipped        = fraction of all values with |x| ≥ 1                       (raw x)
 //
 // Radially averaged power spectrum (square images, side S). Per image n and channel c, with
-// the plane's mean removed, X = DFT₂(v − mean v) (DMD2Core's RealFFT2D, half spectrum), and for
+// the plane's mean removed, X = DFT₂(v − mean v) (RealFFT2D.swift beside it, half spectrum), and for
 // the full set of frequencies (u, w), u, w ∈ (−S/2, S/2] cycles per image:
 //   r(u, w) = √(u² + w²),  bin k = round(r),  k = 0 … round(S/√2)
 //   P_k = mean over n, c and over the frequencies of bin k of |X(u, w)|²/S²

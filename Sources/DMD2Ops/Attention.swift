@@ -80,45 +80,36 @@ public func attention<T>(qkv: Variable<T>, heads: Int) -> Variable<T> {
     let y = output!                                                    // [N, C, H, W]
 
     return Variable.record("attention", y, parents: [qkv]) { dA, _ in
-        var dW = Tensor<T>.zeros([L, L]), dS = Tensor<T>.zeros([L, L])  // scratch for the current b
-        let dqkvT = Tensor<T>(shape: [3, N, heads, d, L]) { g in          // [3, B, d, L]
-            qkvT.withUnsafeBufferPointer { t in
-                weights.withUnsafeBufferPointer { w in                       // W [B, L, L]
-                    dA.withUnsafeBufferPointer { da in
-                        dW.withUnsafeMutableBufferPointer { dw in
-                            dS.withUnsafeMutableBufferPointer { ds in
-                                let t = t.baseAddress!, da = da.baseAddress!, g = g.baseAddress!
-                                let dw = dw, ds = ds                   // (the closures' buffers are inout)
-                                for b in 0..<B {
-                                    let q = t + qOffset + b * dL, k = t + kOffset + b * dL, v = t + vOffset + b * dL  // [d, L]
-                                    let dq = g + qOffset + b * dL, dk = g + kOffset + b * dL, dv = g + vOffset + b * dL  // [d, L]
-                                    let dAb = da + b * dL                                         // [d, L]
-                                    let wb = UnsafeBufferPointer(rebasing: w[(b * LL)..<((b + 1) * LL)])  // [L, L]
-                                    // dv = dA·W: [d, L]·[L, L].
-                                    Compute.backend.gemm(transA: false, transB: false, m: d, n: L, k: L, alpha: 1,
-                                                         a: dAb, lda: L, b: wb.baseAddress!, ldb: L,
-                                                         beta: 0, c: dv, ldc: L)
-                                    // dW = dAᵀ·v: [L, d]·[d, L].
-                                    Compute.backend.gemm(transA: true, transB: false, m: L, n: L, k: d, alpha: 1,
-                                                         a: dAb, lda: L, b: v, ldb: L,
-                                                         beta: 0, c: dw.baseAddress!, ldc: L)
-                                    // dS = softmax VJP of the rows of W.
-                                    Compute.backend.softmaxRowsBackward(wb, UnsafeBufferPointer(dw), rows: L, cols: L, ds)
-                                    // dq = k·dSᵀ/√d: [d, L]·[L, L]ᵀ.
-                                    Compute.backend.gemm(transA: false, transB: true, m: d, n: L, k: L, alpha: scale,
-                                                         a: k, lda: L, b: UnsafePointer(ds.baseAddress!), ldb: L,
-                                                         beta: 0, c: dq, ldc: L)
-                                    // dk = q·dS/√d: [d, L]·[L, L].
-                                    Compute.backend.gemm(transA: false, transB: false, m: d, n: L, k: L, alpha: scale,
-                                                         a: q, lda: L, b: UnsafePointer(ds.baseAddress!), ldb: L,
-                                                         beta: 0, c: dk, ldc: L)
-                                }
-                            }
-                        }
-                    }
-                }
+        // dqkvᵀ [3, B, d, L], and dW, dS [L, L]: scratch for the current b (written in full per b).
+        let grads = Tensor<T>.withBuffers(reading: [qkvT, weights, dA], writing: [[3, N, heads, d, L], [L, L], [L, L]]) { i, o in
+            let t = i[0]!.baseAddress!, w = i[1]!, da = i[2]!.baseAddress!                  // W [B, L, L]
+            let g = o[0].baseAddress!, dw = o[1], ds = o[2]
+            for b in 0..<B {
+                let q = t + qOffset + b * dL, k = t + kOffset + b * dL, v = t + vOffset + b * dL  // [d, L]
+                let dq = g + qOffset + b * dL, dk = g + kOffset + b * dL, dv = g + vOffset + b * dL  // [d, L]
+                let dAb = da + b * dL                                         // [d, L]
+                let wb = UnsafeBufferPointer(rebasing: w[(b * LL)..<((b + 1) * LL)])  // [L, L]
+                // dv = dA·W: [d, L]·[L, L].
+                Compute.backend.gemm(transA: false, transB: false, m: d, n: L, k: L, alpha: 1,
+                                     a: dAb, lda: L, b: wb.baseAddress!, ldb: L,
+                                     beta: 0, c: dv, ldc: L)
+                // dW = dAᵀ·v: [L, d]·[d, L].
+                Compute.backend.gemm(transA: true, transB: false, m: L, n: L, k: d, alpha: 1,
+                                     a: dAb, lda: L, b: v, ldb: L,
+                                     beta: 0, c: dw.baseAddress!, ldc: L)
+                // dS = softmax VJP of the rows of W.
+                Compute.backend.softmaxRowsBackward(wb, UnsafeBufferPointer(dw), rows: L, cols: L, ds)
+                // dq = k·dSᵀ/√d: [d, L]·[L, L]ᵀ.
+                Compute.backend.gemm(transA: false, transB: true, m: d, n: L, k: L, alpha: scale,
+                                     a: k, lda: L, b: UnsafePointer(ds.baseAddress!), ldb: L,
+                                     beta: 0, c: dq, ldc: L)
+                // dk = q·dS/√d: [d, L]·[L, L].
+                Compute.backend.gemm(transA: false, transB: false, m: d, n: L, k: L, alpha: scale,
+                                     a: q, lda: L, b: UnsafePointer(ds.baseAddress!), ldb: L,
+                                     beta: 0, c: dk, ldc: L)
             }
         }
+        let dqkvT = grads[0]
         // Re-interleave: [3, N, heads, d, L] → [N, heads, d, 3, L] = [N, 3C, H, W].
         return [dqkvT.permuted([1, 2, 3, 0, 4]).reshaped(shape)]
     }

@@ -6,7 +6,8 @@
 //   y[n, c, l] = x̂[n, c, l]·γ_c + β_c.
 // Backward, with ĝ = γ·dy (per group):
 //   dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)),  dγ_c = Σ_{n,l} dy·x̂,  dβ_c = Σ_{n,l} dy.
-// The forward keeps μ and rstd ([N·G]) for the backward instead of recomputing them.
+// The forward keeps μ and rstd ([N·G]) for the backward instead of recomputing them. The scalar
+// formulas are `Formula.groupNorm…` at the end of this file.
 import DMD2Core
 
 /// The number of GroupNorm groups ADM uses for `channels` channels: min(32, C/4).
@@ -41,21 +42,10 @@ public func groupNorm<T>(
     let G = groups
 
     // Forward: y [N, C, L] and the statistics μ, rstd [N·G].
-    var mean = Tensor<T>.zeros([N * G]), rstd = Tensor<T>.zeros([N * G])
-    let y = Tensor<T>(shape: shape) { yp in
-        x.value.withUnsafeBufferPointer { xp in
-            withOptionalBuffer(weight?.value) { gp in
-                withOptionalBuffer(bias?.value) { bp in
-                    mean.withUnsafeMutableBufferPointer { mp in
-                        rstd.withUnsafeMutableBufferPointer { rp in
-                            Compute.backend.groupNorm(xp, N: N, C: C, L: L, groups: G, eps: eps,
-                                                      gamma: gp, beta: bp, yp, mean: mp, rstd: rp)
-                        }
-                    }
-                }
-            }
-        }
+    let forward = Tensor<T>.withBuffers(reading: [x.value, weight?.value, bias?.value], writing: [shape, [N * G], [N * G]]) { i, o in
+        Compute.backend.groupNorm(i[0]!, N: N, C: C, L: L, groups: G, eps: eps, gamma: i[1], beta: i[2], o[0], mean: o[1], rstd: o[2])
     }
+    let (y, mean, rstd) = (forward[0], forward[1], forward[2])
 
     let (savedMean, savedRstd) = (mean, rstd)                          // [N·G] each
     let parents = [x] + (weight.map { [$0] } ?? []) + (bias.map { [$0] } ?? [])
@@ -66,26 +56,12 @@ public func groupNorm<T>(
         let wantWeight = weightSlot.map { needed[$0] } ?? false
         let wantBias = biasSlot.map { needed[$0] } ?? false
         // The backend computes dx in every call (it is the bulk of the work anyway).
-        var dGamma = Tensor<T>.zeros([C]), dBeta = Tensor<T>.zeros([C])
-        let dX = Tensor<T>(shape: shape) { dxp in
-            x.value.withUnsafeBufferPointer { xp in
-                dY.withUnsafeBufferPointer { dyp in
-                    withOptionalBuffer(weight?.value) { gp in
-                        savedMean.withUnsafeBufferPointer { mp in
-                            savedRstd.withUnsafeBufferPointer { rp in
-                                dGamma.withUnsafeMutableBufferPointer { dgp in
-                                    dBeta.withUnsafeMutableBufferPointer { dbp in
-                                        Compute.backend.groupNormBackward(
-                                            xp, dyp, N: N, C: C, L: L, groups: G, gamma: gp, mean: mp, rstd: rp, dxp,
-                                            dGamma: wantWeight ? dgp : nil, dBeta: wantBias ? dbp : nil)
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        let backward = Tensor<T>.withBuffers(reading: [x.value, dY, weight?.value, savedMean, savedRstd],
+                                             writing: [shape, [C], [C]]) { i, o in
+            Compute.backend.groupNormBackward(i[0]!, i[1]!, N: N, C: C, L: L, groups: G, gamma: i[2], mean: i[3]!, rstd: i[4]!, o[0],
+                                              dGamma: wantWeight ? o[1] : nil, dBeta: wantBias ? o[2] : nil)
         }
+        let (dX, dGamma, dBeta) = (backward[0], backward[1], backward[2])   // dγ, dβ written only when wanted
         var grads: [Tensor<T>?] = [needed[0] ? dX : nil]          // dx [N, C, …]
         if weight != nil { grads.append(wantWeight ? dGamma : nil) }   // dγ [C]
         if bias != nil { grads.append(wantBias ? dBeta : nil) }        // dβ [C]
@@ -93,9 +69,29 @@ public func groupNorm<T>(
     }
 }
 
-/// Runs `body` with the buffer of `t`, or with nil when there is no tensor.
-@inlinable
-func withOptionalBuffer<T, R>(_ t: Tensor<T>?, _ body: (UnsafeBufferPointer<T>?) -> R) -> R {
-    guard let t else { return body(nil) }
-    return t.withUnsafeBufferPointer { body($0) }
+// MARK: Scalar formulas (the `groupNorm` and `groupNormBackward` primitives)
+
+extension Formula {
+    /// One group's statistics over its M = (C/G)·L values: μ = Σx/M, then the biased variance
+    /// σ² = Σ(x − μ)²/M in a second pass, and rstd = 1/√(σ² + eps).
+    @inlinable public static func groupNormStatistics<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, eps: T) -> (mean: T, rstd: T) {
+        var mu: T = 0
+        for v in x { mu += v }
+        mu /= T(x.count)
+        var variance: T = 0
+        for v in x { variance += (v - mu) * (v - mu) }
+        variance /= T(x.count)
+        return (mu, 1 / (variance + eps).squareRoot())
+    }
+
+    /// y = x̂·γ + β with x̂ = (x − μ)·rstd (γ = 1, β = 0 without the affine).
+    @inlinable public static func groupNormOutput<T: TensorScalar>(_ x: T, mean: T, rstd: T, gamma: T, beta: T) -> T {
+        (x - mean) * rstd * gamma + beta
+    }
+
+    /// dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) for one element, with ĝ = γ·dy and x̂ = (x − μ)·rstd,
+    /// given the group's mean(ĝ) and mean(ĝ·x̂). (dγ_c = Σ_{n,l} dy·x̂ and dβ_c = Σ_{n,l} dy.)
+    @inlinable public static func groupNormInputGradient<T: TensorScalar>(gHat: T, xHat: T, meanG: T, meanGX: T, rstd: T) -> T {
+        rstd * (gHat - meanG - xHat * meanGX)
+    }
 }

@@ -8,6 +8,7 @@
 // The backend primitive works on rows of the last axis; another axis is moved last by a
 // permutation, and moved back afterwards (the backward does the same to dy and dx).
 import DMD2Core
+import RealModule
 
 /// Softmax of `x` along `axis` (default: the last axis; negative axes count from the end).
 ///
@@ -40,5 +41,27 @@ public func softmax<T>(_ x: Variable<T>, axis: Int = -1) -> Variable<T> {
             }
         }
         return [moves ? dXLast.permuted(fromLast) : dXLast]           // x's shape
+    }
+}
+
+// MARK: Scalar formulas (the `softmaxRows` and `softmaxRowsBackward` primitives)
+
+extension Formula {
+    /// One row: y_j = exp(x_j − m)/Σ_k exp(x_k − m) with m = max_k x_k.
+    @inlinable public static func softmaxRow<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>) {
+        var m = -T.infinity
+        for v in x { m = Swift.max(m, v) }
+        var s: T = 0
+        for v in x { s += T.exp(v - m) }
+        for j in 0..<x.count { y[j] = T.exp(x[j] - m) / s }
+    }
+
+    /// One row: dx_j = y_j·(dy_j − Σ_k dy_k·y_k).
+    @inlinable public static func softmaxRowBackward<T: TensorScalar>(
+        _ y: UnsafeBufferPointer<T>, _ dy: UnsafeBufferPointer<T>, _ dx: UnsafeMutableBufferPointer<T>
+    ) {
+        var d: T = 0
+        for j in 0..<y.count { d += dy[j] * y[j] }
+        for j in 0..<y.count { dx[j] = y[j] * (dy[j] - d) }
     }
 }

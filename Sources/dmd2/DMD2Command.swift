@@ -1,5 +1,6 @@
 // `dmd2`: the command-line tool. One subcommand per job.
 import ArgumentParser
+import DMD2Checks
 import DMD2Core
 import DMD2CUDA
 
@@ -23,6 +24,7 @@ struct CommonOptions: ParsableArguments {
     func apply() {
         if let threads { Threads.count = max(1, threads) }
         CUDABackend.register()
+        CheckBackends.register()
         if let choice = backend ?? BackendRegistry.environmentChoice {
             do {
                 try BackendRegistry.select(choice)

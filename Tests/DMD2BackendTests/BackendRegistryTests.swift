@@ -1,11 +1,14 @@
 // Choosing a backend by name: the registry, "shadow" and "shadow:NAME", errors for unknown names.
+import DMD2Checks
 import DMD2Core
 import DMD2CUDA
 import XCTest
 
-final class BackendRegistryTests: XCTestCase {
+final class BackendRegistryTests: CheckedTestCase {
     func testNamesAndShadowSpecs() throws {
         CUDABackend.register()
+        CheckBackends.register()
+        XCTAssertEqual(BackendRegistry.wrapperNames, ["shadow"])
         XCTAssertTrue(Set(["cpu", "reference", "cuda", "cuda-emu"]).isSubset(of: BackendRegistry.names), "\(BackendRegistry.names)")
         XCTAssertTrue(try BackendRegistry.make("cpu") is CPUBackend)
         XCTAssertTrue(try BackendRegistry.make(" Reference ") is ReferenceBackend)

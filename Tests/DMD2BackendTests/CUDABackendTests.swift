@@ -1,11 +1,12 @@
 // The CUDA adapter: it reports cleanly where there is no GPU, and its kernels run — on the GPU
 // where there is one, and always on the host emulator (the same CUDA C source compiled by the
 // host C++ compiler; HostEmulator.swift) — through the conformance suites of this target.
+import DMD2Checks
 import DMD2Core
 import DMD2CUDA
 import XCTest
 
-final class CUDABackendTests: XCTestCase {
+final class CUDABackendTests: CheckedTestCase {
     func testAvailabilityNeverCrashes() throws {
         let availability = CUDABackend.availability
         print("CUDABackendTests: CUDA \(availability)")

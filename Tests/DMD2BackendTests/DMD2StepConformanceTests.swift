@@ -15,7 +15,7 @@ import DMD2Train
 import EDM
 import XCTest
 
-final class DMD2StepConformanceTests: XCTestCase {
+final class DMD2StepConformanceTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// The debug state's inputs as T: weights, draws and real images (all Float values, exact in Double).

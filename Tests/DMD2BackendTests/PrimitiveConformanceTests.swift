@@ -7,12 +7,13 @@
 //     movement).
 // Prints one table per backend: primitive, cases, the worst ratio of each check (< 1 passes)
 // and, for the CUDA backends, where the calls ran.
+import DMD2Checks
 import DMD2Core
 import DMD2CUDA
 import Foundation
 import XCTest
 
-final class PrimitiveConformanceTests: XCTestCase {
+final class PrimitiveConformanceTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     func testEveryPrimitiveOnEveryRegisteredBackend() {

@@ -1,7 +1,8 @@
-// The backends the suite runs on: every name in BackendRegistry (cpu, reference, and — from
-// DMD2CUDA — cuda and cuda-emu) that can start on this machine. A backend that cannot start is
+// The backends the suite runs on: every name in BackendRegistry (cpu; reference from DMD2Checks;
+// cuda and cuda-emu from DMD2CUDA) that can start on this machine. A backend that cannot start is
 // reported as skipped with its reason ("skipped: no CUDA device …"), never failed: a machine
 // without a GPU is a normal machine.
+import DMD2Checks
 import DMD2Core
 import DMD2CUDA
 import XCTest
@@ -10,6 +11,7 @@ enum RegisteredBackends {
     /// The backends that started, in registry order, and the skip lines of those that did not.
     static func all() -> (backends: [any Backend], skipped: [String]) {
         CUDABackend.register()
+        CheckBackends.register()
         var backends: [any Backend] = [], skipped: [String] = []
         for name in BackendRegistry.names {
             do {

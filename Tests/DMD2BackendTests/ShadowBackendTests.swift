@@ -8,7 +8,7 @@ import DMD2Ops
 import DMD2Checks
 import XCTest
 
-final class ShadowBackendTests: XCTestCase {
+final class ShadowBackendTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// An attention layer (softmax over 8×8 = 64 keys) forward and backward.

@@ -6,7 +6,7 @@
 import DMD2Core
 import XCTest
 
-final class SmallUNetConformanceTests: XCTestCase {
+final class SmallUNetConformanceTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     func testSmallUNetForwardBackwardOnEveryRegisteredBackend() {

@@ -16,6 +16,7 @@
 //     StepConformance.check("DMD2 step (small16, batch 2)", reductionLength: K) { double in
 //         double ? dmd2Step(Double.self) : dmd2Step(Float.self)      // [(name, Tensor<Double>)]
 //     }
+import DMD2Checks
 import DMD2Core
 import XCTest
 

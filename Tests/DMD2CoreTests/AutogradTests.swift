@@ -1,7 +1,7 @@
 import DMD2Core
 import XCTest
 
-final class AutogradTests: XCTestCase {
+final class AutogradTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     func testTensorBasics() {

@@ -2,7 +2,7 @@ import DMD2Core
 import Foundation
 import XCTest
 
-final class SIMDMathTests: XCTestCase {
+final class SIMDMathTests: CheckedTestCase {
     /// The vectorised Float exp is within a few ulp of the Double exp over the whole useful range,
     /// and saturates instead of producing garbage outside it.
     func testExpAccuracy() {

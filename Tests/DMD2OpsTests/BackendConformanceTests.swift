@@ -6,7 +6,7 @@ import DMD2Ops
 import DMD2Checks
 import XCTest
 
-final class BackendConformanceTests: XCTestCase {
+final class BackendConformanceTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     func testCPUBackendMatchesReferenceOnEveryOpCase() throws {

@@ -7,7 +7,7 @@ import Foundation
 import SafeTensors
 import XCTest
 
-final class Conv2DFixtureTests: XCTestCase {
+final class Conv2DFixtureTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// One fixture case's parameters (its metadata value, a JSON object).

@@ -20,7 +20,7 @@ import DMD2Ops
 import Foundation
 import XCTest
 
-final class Conv2DGroupingTests: XCTestCase {
+final class Conv2DGroupingTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     struct Case: CustomStringConvertible {

@@ -4,7 +4,7 @@ import DMD2Ops
 import DMD2Checks
 import XCTest
 
-final class ConvGradTests: XCTestCase {
+final class ConvGradTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
     func testGradientChecks() { runChecks(ConvCases.all) }
 

@@ -3,7 +3,7 @@ import DMD2Ops
 import DMD2Checks
 import XCTest
 
-final class ElementwiseGradTests: XCTestCase {
+final class ElementwiseGradTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
     func testGradientChecks() { runChecks(ElementwiseCases.all) }
 }

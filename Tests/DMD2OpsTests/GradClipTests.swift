@@ -3,7 +3,7 @@ import DMD2Core
 import DMD2Ops
 import XCTest
 
-final class GradClipTests: XCTestCase {
+final class GradClipTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// Two parameters with gradients [3, 4] and [12] (global norm √(9 + 16 + 144) = 13),

@@ -5,12 +5,12 @@ import DMD2Checks
 import Foundation
 import XCTest
 
-final class LossGradTests: XCTestCase {
+final class LossGradTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
     func testGradientChecks() { runChecks(LossCases.all) }
 }
 
-final class LossValueTests: XCTestCase {
+final class LossValueTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     func testMSELossValueAndGradient() {

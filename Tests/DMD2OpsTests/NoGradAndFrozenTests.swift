@@ -7,7 +7,7 @@ import DMD2Ops
 import Foundation
 import XCTest
 
-final class NoGradAndFrozenTests: XCTestCase {
+final class NoGradAndFrozenTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     let xValue = Tensor<Double>(shape: [2, 1], scalars: [1, 2])

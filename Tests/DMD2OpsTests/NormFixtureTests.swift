@@ -8,7 +8,7 @@ import Foundation
 import SafeTensors
 import XCTest
 
-final class NormFixtureTests: XCTestCase {
+final class NormFixtureTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     static let doubleTolerance = 1e-10

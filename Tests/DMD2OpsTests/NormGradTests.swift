@@ -4,7 +4,7 @@ import DMD2Ops
 import DMD2Checks
 import XCTest
 
-final class NormGradTests: XCTestCase {
+final class NormGradTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     func testGroupNormGradients() { runChecks(NormCases.groupNormCases) }

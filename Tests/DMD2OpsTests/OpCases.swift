@@ -7,7 +7,7 @@ import Foundation
 import SafeTensors
 import XCTest
 
-final class OpCoverageTests: XCTestCase {
+final class OpCoverageTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// Every op in the catalog has at least one gradient check, and every case names a real op.

@@ -3,7 +3,7 @@ import DMD2Ops
 import DMD2Checks
 import XCTest
 
-final class ReduceMatmulGradTests: XCTestCase {
+final class ReduceMatmulGradTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
     func testReduceGradientChecks() { runChecks(ReduceCases.all) }
     func testMatmulGradientChecks() { runChecks(MatmulCases.all) }

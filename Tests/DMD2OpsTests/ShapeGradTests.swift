@@ -4,12 +4,12 @@ import DMD2Ops
 import DMD2Checks
 import XCTest
 
-final class ShapeGradTests: XCTestCase {
+final class ShapeGradTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
     func testGradientChecks() { runChecks(ShapeCases.all) }
 }
 
-final class ShapeValueTests: XCTestCase {
+final class ShapeValueTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     func testReshapeInfersMinusOneAndKeepsOrder() {

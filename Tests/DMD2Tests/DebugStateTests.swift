@@ -8,7 +8,7 @@ import Foundation
 import SafeTensors
 import XCTest
 
-final class DebugStateTests: XCTestCase {
+final class DebugStateTests: CheckedTestCase {
     /// The committed file records 2 threads in its metadata, and `record` writes Threads.count
     /// there, so these tests use 2 (on this machine the tensors are the same with 1).
     override func setUp() { Threads.count = 2 }

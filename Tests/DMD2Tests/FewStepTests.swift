@@ -15,7 +15,7 @@ import SafeTensors
 import XCTest
 import DMD2Checks
 
-final class FewStepTests: XCTestCase {
+final class FewStepTests: CheckedTestCase {
     // MARK: The schedule
 
     func testScheduleIsDMD2sTimestepsOnTheGrid() {

@@ -18,7 +18,7 @@ import EDM
 import Foundation
 import XCTest
 
-final class LossGradientTests: XCTestCase {
+final class LossGradientTests: CheckedTestCase {
     override func setUp() { Threads.count = 1 }
 
     let inputs = DebugState.randomInputs(seed: 3)

@@ -11,7 +11,7 @@ import Foundation
 import SafeTensors
 import XCTest
 
-final class TrainerTests: XCTestCase {
+final class TrainerTests: CheckedTestCase {
     override func setUp() { Threads.count = 1 }
 
     /// 12 iterations at ratio 5 (G at 0, 5, 10), an EMA of G, warm-up, a high lr so every step

@@ -8,7 +8,7 @@ import EDM
 import Foundation
 import XCTest
 
-final class UpdateRuleTests: XCTestCase {
+final class UpdateRuleTests: CheckedTestCase {
     override func setUp() { Threads.count = 1 }
 
     let inputs = DebugState.randomInputs(seed: 5)

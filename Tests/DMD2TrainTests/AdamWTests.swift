@@ -7,7 +7,7 @@ import Foundation
 import SafeTensors
 import XCTest
 
-final class AdamWTests: XCTestCase {
+final class AdamWTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// One scalar parameter p₀ = 1, lr 0.1, β (0.9, 0.999), ε 1e-8, wd 0.01, gradients 0.5 then −0.25.

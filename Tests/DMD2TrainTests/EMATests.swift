@@ -4,7 +4,7 @@ import DMD2Train
 import Foundation
 import XCTest
 
-final class EMATests: XCTestCase {
+final class EMATests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// θ_ema ← θ + (θ_ema − θ)·β: from 0 towards θ = 1 with β = 0.9: 0.1, 0.19, 0.271.

@@ -4,7 +4,7 @@ import DMD2Train
 import Foundation
 import XCTest
 
-final class ProgressBarTests: XCTestCase {
+final class ProgressBarTests: CheckedTestCase {
     func testLineFormats() {
         let bar = ProgressBar.line(label: "train", iteration: 375, total: 1000, startIteration: 0, elapsed: 143.7,
                                    status: "loss 0.123 · 41.8 img/s", bar: true, barWidth: 8)
@@ -50,7 +50,7 @@ final class ProgressBarTests: XCTestCase {
     }
 }
 
-final class JSONLinesLogTests: XCTestCase {
+final class JSONLinesLogTests: CheckedTestCase {
     struct Line: Codable, Equatable {
         var step: Int
         var loss: Double
@@ -81,7 +81,7 @@ final class JSONLinesLogTests: XCTestCase {
     }
 }
 
-final class NonFiniteTests: XCTestCase {
+final class NonFiniteTests: CheckedTestCase {
     func testNamesStepAndTensor() {
         let a = Variable(Tensor<Float>(shape: [3], scalars: [1, 2, 3]), requiresGrad: true)
         let b = Variable(Tensor<Float>(shape: [3], scalars: [1, 2, 3]), requiresGrad: true)

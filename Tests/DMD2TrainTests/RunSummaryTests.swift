@@ -2,7 +2,7 @@
 import DMD2Train
 import XCTest
 
-final class RunSummaryTests: XCTestCase {
+final class RunSummaryTests: CheckedTestCase {
     func testSampleStandardDeviationUsesNMinusOne() {
         // 2, 4, 4, 4, 5, 5, 7, 9: mean 5, squared deviations sum to 32; 32/7 with n − 1.
         let xs: [Double] = [2, 4, 4, 4, 5, 5, 7, 9]

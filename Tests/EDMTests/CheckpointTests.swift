@@ -6,7 +6,7 @@ import Foundation
 import SafeTensors
 import XCTest
 
-final class CheckpointTests: XCTestCase {
+final class CheckpointTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     var directory: URL!

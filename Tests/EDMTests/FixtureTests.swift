@@ -22,7 +22,7 @@ import Foundation
 import SafeTensors
 import XCTest
 
-final class FixtureTests: XCTestCase {
+final class FixtureTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// The fixture network's config (also in the file's metadata).

@@ -5,7 +5,7 @@ import EDM
 import Foundation
 import XCTest
 
-final class ParameterTableTests: XCTestCase {
+final class ParameterTableTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// Every key, in order, with its shape — parameters and resample_filter buffers.

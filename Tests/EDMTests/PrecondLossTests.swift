@@ -5,7 +5,7 @@ import DMD2Ops
 import EDM
 import XCTest
 
-final class PrecondLossTests: XCTestCase {
+final class PrecondLossTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// docs/METHOD.md §1: at σ = 80, c_skip ≈ 3.906e-5, c_out ≈ 0.49999, c_in = 0.0125, c_noise ≈ 1.0955.

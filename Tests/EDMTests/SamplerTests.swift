@@ -7,7 +7,7 @@ import DMD2Core
 import EDM
 import XCTest
 
-final class SamplerTests: XCTestCase {
+final class SamplerTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     static let μ = 0.3, s = 0.5

@@ -9,7 +9,7 @@ import Foundation
 import SafeTensors
 import XCTest
 
-final class TeacherTrainingTests: XCTestCase {
+final class TeacherTrainingTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     /// 8×8 grey, 4 classes, dropout and label dropout on (so both draws are exercised).

@@ -7,7 +7,7 @@ import EDM
 import DMD2Checks
 import XCTest
 
-final class UNetBlockTests: XCTestCase {
+final class UNetBlockTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     static let N = 2, E = 12

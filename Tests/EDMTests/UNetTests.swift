@@ -8,7 +8,7 @@ import Foundation
 import DMD2Checks
 import XCTest
 
-final class UNetTests: XCTestCase {
+final class UNetTests: CheckedTestCase {
     override func setUp() { Threads.count = 2 }
 
     func inputs(_ config: UNetConfig, batch N: Int, seed: UInt64) -> (x: Tensor<Double>, cNoise: Tensor<Double>, y: Tensor<Double>) {

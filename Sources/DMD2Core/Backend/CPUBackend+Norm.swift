@@ -1,5 +1,7 @@
 import RealModule
-// CPU GroupNorm and row softmax.
+// CPU GroupNorm and row softmax: optimised forms of Formula.groupNormStatistics, groupNormOutput,
+// groupNormInputGradient, softmaxRow and softmaxRowBackward (DMD2Ops/GroupNorm.swift, Softmax.swift),
+// checked against the reference backend (which calls those formulas) by the conformance suite.
 //
 // GroupNorm (Wu & He 2018) as ADM uses it: x is [N, C, L] (L = H·W), G contiguous groups of
 // C/G channels; statistics per (n, g) over C/G·L values, biased variance, then a per-channel

@@ -68,6 +68,9 @@ public final class CPUBackend: Backend {
 
     // MARK: Elementwise
 
+    /// Each case implements `Formula.unary(op, x)` — that op's `Formula.<op>` in DMD2Ops/Elementwise.swift —
+    /// with SIMD paths for Float (SIMDMath.exp, SIMDMath.sigmoid); the conformance suite checks
+    /// every case against the reference backend, which calls the formula itself.
     func unaryKernel<T: TensorScalar>(_ op: UnaryOp, _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>) {
         precondition(x.count == y.count, "unary \(op): \(x.count) inputs, \(y.count) outputs")
         switch op {
@@ -90,6 +93,8 @@ public final class CPUBackend: Backend {
         }
     }
 
+    /// Each case implements `Formula.binary(op, a, b)` (Formula.siluBackward, sigmoidBackward,
+    /// softplusBackward, tanhBackward for the VJPs), checked against the reference as above.
     func binaryKernel<T: TensorScalar>(
         _ op: BinaryOp, _ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>,
         _ y: UnsafeMutableBufferPointer<T>
@@ -501,7 +506,9 @@ public func contiguousStrides(_ shape: [Int]) -> [Int] {
     return strides
 }
 
-/// Numerically stable scalar activations shared by the backends.
+/// The CPU backend's scalar sigmoid and softplus: `Formula.sigmoid` and `Formula.softplus`
+/// (DMD2Ops/Elementwise.swift) restated in the core, which cannot depend on DMD2Ops; the
+/// conformance suite checks the kernels that use them against the reference backend.
 public enum Scalars {
     /// σ(x) = 1/(1+e^{−x}), evaluated without overflow for large |x|.
     @inlinable public static func sigmoid<T: TensorScalar>(_ x: T) -> T {

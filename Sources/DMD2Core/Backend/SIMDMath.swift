@@ -7,7 +7,8 @@
 // Moshier 1992) and 2ⁿ built directly in the exponent bits. Max relative error ≈ 2 ulp on
 // [−87, 88] (tested against Double). Inputs are clamped so the result saturates at FLT_MAX-ish
 // and 0 instead of overflowing the exponent field. Double never uses this path: it is the
-// ground truth and goes through libm.
+// ground truth and goes through libm. Used by the CPU kernels of Formula.sigmoid, Formula.silu and
+// their backward formulas (DMD2Ops/Elementwise.swift).
 
 public enum SIMDMath {
     /// eˣ, lane-wise.

@@ -6,20 +6,24 @@
 // A case runs on any backend in Float or Double from the same inputs (drawn in Double and
 // rounded through Float, so both precisions start from identical values) and returns its
 // outputs widened to Double: in/out buffers (gemm's C with its gaps, col2im's x, copyRows' y)
-// whole, so what a backend must leave untouched is compared too.
+// whole, so what a backend must leave untouched is compared too. K comes from Tolerance.table.
+//
+// Used by the conformance suite (Tests/DMD2BackendTests) on every registered backend. The
+// golden primitive cases (GoldenPrimitiveCases.swift, `dmd2 export-goldens`) sit beside them.
 import DMD2Core
 
-struct PrimitiveCase {
+public struct PrimitiveCase: @unchecked Sendable {
     /// The primitive's name (as the shadow reports it) and the instance.
-    var primitive: String
-    var label: String
+    public var primitive: String
+    public var label: String
     /// The longest sum behind one output element (0: data movement, must be exact).
-    var reductionLength: Int
-    var run: (any Backend, _ double: Bool) -> [Tensor<Double>]
+    public var reductionLength: Int
+    public var run: (any Backend, _ double: Bool) -> [Tensor<Double>]
 }
 
-enum PrimitiveCases {
-    static var all: [PrimitiveCase] {
+public enum PrimitiveCases {
+    /// Every case, in primitive order.
+    public static var all: [PrimitiveCase] {
         gemm + elementwise + reductions + layout + conv + resampling + norm + softmax
     }
 
@@ -46,7 +50,7 @@ enum PrimitiveCases {
 
     // MARK: GEMM
 
-    static var gemm: [PrimitiveCase] {
+    public static var gemm: [PrimitiveCase] {
         // (m, n, k, pad of the leading dimensions, β)
         let shapes: [(Int, Int, Int, Int, Double)] = [
             (1, 1, 1, 0, 0), (3, 5, 7, 0, 0.5), (17, 1, 33, 0, 0), (1, 9, 1, 2, 1),
@@ -58,7 +62,7 @@ enum PrimitiveCases {
                 for transB in [false, true] {
                     let seed = UInt64(1000 + 10 * index + (transA ? 2 : 0) + (transB ? 1 : 0))
                     let label = "m \(m) n \(n) k \(k) pad \(pad) β \(beta) transA \(transA) transB \(transB)"
-                    cases.append(PrimitiveCase(primitive: "gemm", label: label, reductionLength: max(1, k + 1), run: both { backend, type in
+                    cases.append(PrimitiveCase(primitive: "gemm", label: label, reductionLength: Tolerance.K("gemm", .init(k: k)), run: both { backend, type in
                         func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                             let (aRows, aCols) = transA ? (k, m) : (m, k), (bRows, bCols) = transB ? (n, k) : (k, n)
                             let lda = aCols + pad, ldb = bCols + pad, ldc = n + pad
@@ -88,13 +92,13 @@ enum PrimitiveCases {
 
     // MARK: Elementwise
 
-    static var elementwise: [PrimitiveCase] {
+    public static var elementwise: [PrimitiveCase] {
         var cases: [PrimitiveCase] = []
         for (i, op) in UnaryOp.allCases.enumerated() {
             for n in [1, 7, 1000] {
                 let seed = UInt64(2000 + 10 * i + n % 10)
                 let positive = op == .log || op == .sqrt
-                cases.append(PrimitiveCase(primitive: "unary", label: "\(op) n \(n)", reductionLength: 1, run: both { backend, type in
+                cases.append(PrimitiveCase(primitive: "unary", label: "\(op) n \(n)", reductionLength: Tolerance.K("unary"), run: both { backend, type in
                     func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                         let x = buffer(values(n, seed: seed, std: 2).map { positive ? abs($0) + 0.1 : $0 }, T.self)
                         var y = [T](repeating: 0, count: n)
@@ -108,7 +112,7 @@ enum PrimitiveCases {
         for (i, op) in BinaryOp.allCases.enumerated() {
             for n in [1, 13, 1025] {
                 let seed = UInt64(3000 + 10 * i + n % 10)
-                cases.append(PrimitiveCase(primitive: "binary", label: "\(op) n \(n)", reductionLength: 1, run: both { backend, type in
+                cases.append(PrimitiveCase(primitive: "binary", label: "\(op) n \(n)", reductionLength: Tolerance.K("binary"), run: both { backend, type in
                     func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                         let a = buffer(values(n, seed: seed, std: 2), T.self)
                         let b = buffer(values(n, seed: seed + 1, std: 2).map { op == .div ? ($0 < 0 ? $0 - 0.5 : $0 + 0.5) : $0 }, T.self)
@@ -123,7 +127,7 @@ enum PrimitiveCases {
             }
         }
         for n in [1, 100] {
-            cases.append(PrimitiveCase(primitive: "affine", label: "n \(n)", reductionLength: 1, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "affine", label: "n \(n)", reductionLength: Tolerance.K("affine"), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(n, seed: 3900 + UInt64(n)), T.self)
                     var y = [T](repeating: 0, count: n)
@@ -133,7 +137,7 @@ enum PrimitiveCases {
                 return type == Double.self ? go(Double.self) : go(Float.self)
             }))
         }
-        cases.append(PrimitiveCase(primitive: "nanToNum", label: "NaN, ±∞ and finite values", reductionLength: 0, run: both { backend, type in
+        cases.append(PrimitiveCase(primitive: "nanToNum", label: "NaN, ±∞ and finite values", reductionLength: Tolerance.K("nanToNum"), run: both { backend, type in
             func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                 let x: [T] = [1.5, .nan, .infinity, -.infinity, 0, -2.25, .nan, 0x1p100, -.infinity]
                 var y = [T](repeating: 0, count: x.count)
@@ -149,10 +153,10 @@ enum PrimitiveCases {
 
     // MARK: Reductions
 
-    static var reductions: [PrimitiveCase] {
+    public static var reductions: [PrimitiveCase] {
         var cases: [PrimitiveCase] = []
         for (i, (outer, reduced, inner)) in [(1, 1, 1), (3, 5, 1), (2, 7, 3), (1, 100, 9), (4, 1, 6), (2, 300, 1)].enumerated() {
-            cases.append(PrimitiveCase(primitive: "sumAxis", label: "[\(outer), \(reduced), \(inner)]", reductionLength: reduced, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "sumAxis", label: "[\(outer), \(reduced), \(inner)]", reductionLength: Tolerance.K("sumAxis", .init(reduced: reduced)), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(outer * reduced * inner, seed: 4000 + UInt64(i)), T.self)
                     var y = [T](repeating: 0, count: outer * inner)
@@ -165,14 +169,14 @@ enum PrimitiveCases {
             }))
         }
         for n in [1, 17, 10_000] {
-            cases.append(PrimitiveCase(primitive: "sum", label: "n \(n)", reductionLength: n, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "sum", label: "n \(n)", reductionLength: Tolerance.K("sum", .init(count: n)), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(n, seed: 4100 + UInt64(n), shift: 0.5), T.self)
                     return [Tensor(shape: [1], scalars: [Double(x.withUnsafeBufferPointer { backend.sum($0) })])]
                 }
                 return type == Double.self ? go(Double.self) : go(Float.self)
             }))
-            cases.append(PrimitiveCase(primitive: "dot", label: "n \(n)", reductionLength: n, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "dot", label: "n \(n)", reductionLength: Tolerance.K("dot", .init(count: n)), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let a = buffer(values(n, seed: 4200 + UInt64(n), shift: 0.5), T.self), b = buffer(values(n, seed: 4300 + UInt64(n)), T.self)
                     let s = a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { backend.dot(ap, $0) } }
@@ -186,14 +190,14 @@ enum PrimitiveCases {
 
     // MARK: Layout
 
-    static var layout: [PrimitiveCase] {
+    public static var layout: [PrimitiveCase] {
         var cases: [PrimitiveCase] = []
         let permutes: [([Int], [Int])] = [
             ([], []), ([5], [0]), ([2, 3], [1, 0]), ([2, 3, 4], [2, 0, 1]), ([1, 3, 1, 2], [3, 2, 1, 0]),
             ([2, 1, 3, 2, 2], [4, 0, 3, 1, 2]), ([2, 3, 4], [0, 1, 2]), ([3, 2, 3, 17], [0, 3, 1, 2]),
         ]
         for (i, (shape, permutation)) in permutes.enumerated() {
-            cases.append(PrimitiveCase(primitive: "permute", label: "\(shape) by \(permutation)", reductionLength: 0, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "permute", label: "\(shape) by \(permutation)", reductionLength: Tolerance.K("permute"), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(shape.elementCount, seed: 5000 + UInt64(i)), T.self)
                     let outShape = permutation.map { shape[$0] }
@@ -208,7 +212,7 @@ enum PrimitiveCases {
             ([1], [5]), ([2, 1], [2, 4]), ([1, 3, 1], [2, 3, 4]), ([3], [3]), ([1, 1], [1, 1]), ([2, 1, 3, 1], [2, 5, 3, 7]),
         ]
         for (i, (shape, outShape)) in broadcasts.enumerated() {
-            cases.append(PrimitiveCase(primitive: "broadcast", label: "\(shape) → \(outShape)", reductionLength: 0, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "broadcast", label: "\(shape) → \(outShape)", reductionLength: Tolerance.K("broadcast"), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(shape.elementCount, seed: 5100 + UInt64(i)), T.self)
                     var y = [T](repeating: 0, count: outShape.elementCount)
@@ -221,7 +225,7 @@ enum PrimitiveCases {
         // (rows, count, xStride, xOffset, yStride, yOffset), x and y of 40 elements.
         let copies: [(Int, Int, Int, Int, Int, Int)] = [(3, 4, 5, 1, 6, 2), (1, 1, 1, 0, 1, 39), (0, 5, 5, 0, 5, 0), (5, 8, 8, 0, 8, 0), (4, 2, 9, 3, 3, 1)]
         for (i, c) in copies.enumerated() {
-            cases.append(PrimitiveCase(primitive: "copyRows", label: "rows \(c.0) count \(c.1) x \(c.2)+\(c.3) y \(c.4)+\(c.5)", reductionLength: 0, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "copyRows", label: "rows \(c.0) count \(c.1) x \(c.2)+\(c.3) y \(c.4)+\(c.5)", reductionLength: Tolerance.K("copyRows"), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(40, seed: 5200 + UInt64(i)), T.self)
                     var y = buffer(values(40, seed: 5300 + UInt64(i)), T.self)      // rows not copied keep these
@@ -247,14 +251,14 @@ enum PrimitiveCases {
         (2, 2, 2, 4, 2, 1), (2, 8, 8, 4, 4, 0), (1, 1, 1, 1, 1, 0), (1, 1, 1, 3, 1, 1), (3, 17, 9, 3, 1, 1),
     ]
 
-    static var conv: [PrimitiveCase] {
+    public static var conv: [PrimitiveCase] {
         var cases: [PrimitiveCase] = []
         for (i, (C, H, W, k, s, p)) in geometries.enumerated() {
             let L = ((H + 2 * p - k) / s + 1) * ((W + 2 * p - k) / s + 1)
             for pad in [0, 3] {
                 let ldcol = L + pad, rows = C * k * k
                 let label = "C \(C) \(H)×\(W) k \(k) s \(s) p \(p) ldcol \(ldcol)"
-                cases.append(PrimitiveCase(primitive: "im2col", label: label, reductionLength: 0, run: both { backend, type in
+                cases.append(PrimitiveCase(primitive: "im2col", label: label, reductionLength: Tolerance.K("im2col"), run: both { backend, type in
                     func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                         let x = buffer(values(C * H * W, seed: 6000 + UInt64(i)), T.self)
                         // The gaps between rows hold other images' columns: they must survive.
@@ -268,8 +272,7 @@ enum PrimitiveCases {
                     }
                     return type == Double.self ? go(Double.self) : go(Float.self)
                 }))
-                let taps = ((k + s - 1) / s) * ((k + s - 1) / s)
-                cases.append(PrimitiveCase(primitive: "col2im", label: label, reductionLength: taps + 1, run: both { backend, type in
+                cases.append(PrimitiveCase(primitive: "col2im", label: label, reductionLength: Tolerance.K("col2im", .init(kernel: k, stride: s)), run: both { backend, type in
                     func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                         let col = buffer(values(rows * ldcol, seed: 6200 + UInt64(i)), T.self)
                         var x = buffer(values(C * H * W, seed: 6300 + UInt64(i)), T.self)     // added into
@@ -289,10 +292,10 @@ enum PrimitiveCases {
 
     // MARK: Resampling
 
-    static var resampling: [PrimitiveCase] {
+    public static var resampling: [PrimitiveCase] {
         var cases: [PrimitiveCase] = []
         for (i, (P, H, W)) in [(1, 2, 2), (3, 4, 6), (2, 16, 2)].enumerated() {
-            cases.append(PrimitiveCase(primitive: "avgPool2x2", label: "[\(P), \(H), \(W)]", reductionLength: 4, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "avgPool2x2", label: "[\(P), \(H), \(W)]", reductionLength: Tolerance.K("avgPool2x2"), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(P * H * W, seed: 7000 + UInt64(i)), T.self)
                     var y = [T](repeating: 0, count: P * H * W / 4)
@@ -301,7 +304,7 @@ enum PrimitiveCases {
                 }
                 return type == Double.self ? go(Double.self) : go(Float.self)
             }))
-            cases.append(PrimitiveCase(primitive: "avgPool2x2Backward", label: "[\(P), \(H), \(W)]", reductionLength: 0, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "avgPool2x2Backward", label: "[\(P), \(H), \(W)]", reductionLength: Tolerance.K("avgPool2x2Backward"), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let dy = buffer(values(P * H * W / 4, seed: 7100 + UInt64(i)), T.self)
                     var dx = [T](repeating: 0, count: P * H * W)
@@ -312,7 +315,7 @@ enum PrimitiveCases {
             }))
         }
         for (i, (P, H, W)) in [(1, 1, 1), (3, 2, 3), (2, 5, 1)].enumerated() {
-            cases.append(PrimitiveCase(primitive: "upsampleNearest2x", label: "[\(P), \(H), \(W)]", reductionLength: 0, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "upsampleNearest2x", label: "[\(P), \(H), \(W)]", reductionLength: Tolerance.K("upsampleNearest2x"), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(P * H * W, seed: 7200 + UInt64(i)), T.self)
                     var y = [T](repeating: 0, count: 4 * P * H * W)
@@ -321,7 +324,7 @@ enum PrimitiveCases {
                 }
                 return type == Double.self ? go(Double.self) : go(Float.self)
             }))
-            cases.append(PrimitiveCase(primitive: "upsampleNearest2xBackward", label: "[\(P), \(H), \(W)]", reductionLength: 4, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "upsampleNearest2xBackward", label: "[\(P), \(H), \(W)]", reductionLength: Tolerance.K("upsampleNearest2xBackward"), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let dy = buffer(values(4 * P * H * W, seed: 7300 + UInt64(i)), T.self)
                     var dx = [T](repeating: 0, count: P * H * W)
@@ -338,16 +341,16 @@ enum PrimitiveCases {
 
     // MARK: GroupNorm
 
-    static var norm: [PrimitiveCase] {
+    public static var norm: [PrimitiveCase] {
         // (N, C, L, G, affine)
         let geometries: [(Int, Int, Int, Int, Bool)] = [
             (1, 4, 1, 1, true), (2, 4, 5, 2, true), (2, 6, 3, 3, false), (1, 8, 300, 2, true), (2, 4, 4, 4, true), (3, 2, 7, 1, false),
         ]
         var cases: [PrimitiveCase] = []
         for (i, (N, C, L, G, affine)) in geometries.enumerated() {
-            let M = C / G * L, seed = 8000 + 10 * UInt64(i)
+            let sizes = Tolerance.Sizes(N: N, C: C, L: L, groups: G), seed = 8000 + 10 * UInt64(i)
             let label = "N \(N) C \(C) L \(L) G \(G)\(affine ? "" : " no affine")"
-            cases.append(PrimitiveCase(primitive: "groupNorm", label: label, reductionLength: M, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "groupNorm", label: label, reductionLength: Tolerance.K("groupNorm", sizes), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(N * C * L, seed: seed, std: 2, shift: 0.7), T.self)
                     let gamma = buffer(values(C, seed: seed + 1, std: 0.2, shift: 1), T.self), beta = buffer(values(C, seed: seed + 2, std: 0.2), T.self)
@@ -372,8 +375,8 @@ enum PrimitiveCases {
             }))
             for withAffineGradients in [true, false] {
                 let backwardLabel = label + (withAffineGradients ? ", dγ dβ" : ", dx only")
-                // dx sums over the group (M); dγ, dβ over N·L.
-                cases.append(PrimitiveCase(primitive: "groupNormBackward", label: backwardLabel, reductionLength: max(M, N * L), run: both { backend, type in
+                // dx sums over the group ((C/G)·L); dγ, dβ over N·L: the case carries the larger.
+                cases.append(PrimitiveCase(primitive: "groupNormBackward", label: backwardLabel, reductionLength: Tolerance.K("groupNormBackward", sizes), run: both { backend, type in
                     func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                         let xd = values(N * C * L, seed: seed, std: 2, shift: 0.7)
                         // The statistics, computed in Double and rounded to T: inputs like any other.
@@ -421,10 +424,10 @@ enum PrimitiveCases {
 
     // MARK: Softmax
 
-    static var softmax: [PrimitiveCase] {
+    public static var softmax: [PrimitiveCase] {
         var cases: [PrimitiveCase] = []
         for (i, (rows, cols)) in [(1, 1), (3, 7), (2, 300), (4, 256), (1, 513)].enumerated() {
-            cases.append(PrimitiveCase(primitive: "softmaxRows", label: "[\(rows), \(cols)]", reductionLength: cols, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "softmaxRows", label: "[\(rows), \(cols)]", reductionLength: Tolerance.K("softmaxRows", .init(cols: cols)), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     let x = buffer(values(rows * cols, seed: 9000 + UInt64(i), std: 3), T.self)
                     var y = [T](repeating: 0, count: rows * cols)
@@ -433,7 +436,7 @@ enum PrimitiveCases {
                 }
                 return type == Double.self ? go(Double.self) : go(Float.self)
             }))
-            cases.append(PrimitiveCase(primitive: "softmaxRowsBackward", label: "[\(rows), \(cols)]", reductionLength: cols, run: both { backend, type in
+            cases.append(PrimitiveCase(primitive: "softmaxRowsBackward", label: "[\(rows), \(cols)]", reductionLength: Tolerance.K("softmaxRowsBackward", .init(cols: cols)), run: both { backend, type in
                 func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
                     // y: rows of positive weights summing to about 1.
                     let raw = values(rows * cols, seed: 9100 + UInt64(i)).map { abs($0) + 0.01 }

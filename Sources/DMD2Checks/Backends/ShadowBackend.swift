@@ -13,21 +13,12 @@
 // The candidate's results are what the caller gets, so a run under the shadow computes what the
 // candidate computes; each primitive is still judged on its own, on inputs both sides share.
 //
-// Tolerance rule, per output buffer, with u the unit roundoff of the element type T
-// (2⁻²⁴ Float, 2⁻⁵³ Double):
-//   • data movement — permute, broadcast, copyRows, im2col, upsampleNearest2x,
-//     avgPool2x2Backward (a ¼ scaling is exact), nanToNum, and the untouched gaps of strided
-//     outputs — must be bitwise equal;
-//   • arithmetic must satisfy |cand − ref| ≤ ρ·u·√K·S at every element, with ρ = 64 (the
-//     Float-vs-Double factor of DMD2Checks), K the reduction length behind one output element
-//     (GEMM: k, the inner dimension; sumAxis: the reduced extent; sum/dot: the element count;
-//     GroupNorm: (C/G)·L for y, mean and rstd and for dx, N·L for dγ and dβ; softmax: cols;
-//     col2im: ⌈k/s⌉² taps per pixel; avgPool2x2 and upsample backward: 4; elementwise: 1) and S
-//     the output's scale, max |ref| over the buffer (for sum and dot, max(|ref|, Σ|terms|/√K),
-//     the size of a sum of K random-signed terms). Rounding errors of a length-K sum grow like
-//     √K·u for random data, hence the √K; ρ leaves room for transcendental functions a few ulps
-//     apart and for different summation orders.
-//   NaN matches NaN, and ±∞ matches itself; anything else against a NaN or ∞ diverges.
+// Tolerance rule, per output buffer (Tolerance.swift, the one table the conformance suite and
+// the goldens use too): data movement — and the untouched gaps of strided outputs — bitwise
+// equal; arithmetic |cand − ref| ≤ ρ·u·√K·S at every element, with ρ = 64, u the unit roundoff
+// of T, K the primitive's reduction length from `Tolerance.table` and S = max|ref| over the
+// buffer (for sum and dot, max(|ref|, Σ|terms|/√K)). NaN matches NaN, and ±∞ matches itself;
+// anything else against a NaN or ∞ diverges.
 //
 // Policies: `.stop` records the first divergence and stops comparing (later calls run on the
 // candidate alone — their inputs already carry the error); `.recordAndContinue` compares every
@@ -35,6 +26,7 @@
 // at the first divergence with the report (the protocol cannot throw, so this is how
 // `DMD2_BACKEND=shadow` fails loudly). `check(_:)` runs a body under the shadow and throws the
 // first divergence.
+import DMD2Core
 import Dispatch
 import Foundation
 import Synchronization
@@ -116,7 +108,7 @@ public final class ShadowBackend: Backend {
     private let state = Mutex(State())
 
     public init(candidate: any Backend, reference: any Backend = ReferenceBackend(),
-                policy: Policy = .stop, factor: Double = 64, recordLimit: Int = 100) {
+                policy: Policy = .stop, factor: Double = Tolerance.rho, recordLimit: Int = 100) {
         precondition(factor > 0, "ShadowBackend: tolerance factor must be positive, got \(factor)")
         self.candidate = candidate
         self.reference = reference
@@ -173,6 +165,18 @@ public final class ShadowBackend: Backend {
         case rounded(K: Int)
         /// ρ·u·√K·max(|ref|, termScale/√K), for a scalar sum of K terms whose |terms| sum to termScale.
         case sum(K: Int, termScale: Double)
+    }
+
+    /// The rule for `primitive`'s `output` from `Tolerance.table` (termScale: Σ|terms| of a sum).
+    static func rule(_ primitive: String, _ output: String? = nil, _ sizes: Tolerance.Sizes = Tolerance.Sizes(),
+                     termScale: Double = 0) -> Rule {
+        let entries = Tolerance.entries(primitive, output: output)
+        let K = entries.map { $0.reductionLength(sizes) }.max() ?? 0
+        switch entries[0].scale {
+        case .exact: return .exact
+        case .maxReference: return .rounded(K: K)
+        case .sumOfTerms: return .sum(K: K, termScale: termScale)
+        }
     }
 
     /// One primitive call being shadowed: the copies it made, and what to compare afterwards.
@@ -427,7 +431,7 @@ extension ShadowBackend {
         let bCount = transB ? Self.extent(rows: n, cols: k, ld: ldb) : Self.extent(rows: k, cols: n, ld: ldb)
         shadow("gemm", "transA \(transA), transB \(transB), m \(m), n \(n), k \(k), α \(alpha), β \(beta), lda \(lda), ldb \(ldb), ldc \(ldc)", T.self) { call in
             let ar = call.input("A", a, count: aCount), br = call.input("B", b, count: bCount)
-            let cr = call.stridedOutput("C", c, rows: m, cols: n, ld: ldc, .rounded(K: k + (beta == 0 ? 0 : 1)))
+            let cr = call.stridedOutput("C", c, rows: m, cols: n, ld: ldc, Self.rule("gemm", "C", .init(k: k)))
             return ({ self.candidate.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                                           b: b, ldb: ldb, beta: beta, c: c, ldc: ldc) },
                     { self.referenceGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ar, lda: lda,
@@ -462,7 +466,7 @@ extension ShadowBackend {
     public func unary<T: TensorScalar>(_ op: UnaryOp, _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("unary", "\(op), n \(x.count)", T.self) { call in
             let xr = call.input("x", x)
-            let yr = call.output("y", y, shape: [y.count], .rounded(K: 1))
+            let yr = call.output("y", y, shape: [y.count], Self.rule("unary"))
             return ({ self.candidate.unary(op, x, y) }, { self.reference.unary(op, xr, yr) })
         }
     }
@@ -472,7 +476,7 @@ extension ShadowBackend {
     ) {
         shadow("binary", "\(op), n \(a.count)", T.self) { call in
             let ar = call.input("a", a), br = call.input("b", b)
-            let yr = call.output("y", y, shape: [y.count], .rounded(K: 1))
+            let yr = call.output("y", y, shape: [y.count], Self.rule("binary"))
             return ({ self.candidate.binary(op, a, b, y) }, { self.reference.binary(op, ar, br, yr) })
         }
     }
@@ -480,7 +484,7 @@ extension ShadowBackend {
     public func affine<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, scale: T, shift: T, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("affine", "scale \(scale), shift \(shift), n \(x.count)", T.self) { call in
             let xr = call.input("x", x)
-            let yr = call.output("y", y, shape: [y.count], .rounded(K: 1))
+            let yr = call.output("y", y, shape: [y.count], Self.rule("affine"))
             return ({ self.candidate.affine(x, scale: scale, shift: shift, y) },
                     { self.reference.affine(xr, scale: scale, shift: shift, yr) })
         }
@@ -489,7 +493,7 @@ extension ShadowBackend {
     public func nanToNum<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, nan: T, posInf: T, negInf: T, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("nanToNum", "nan \(nan), posInf \(posInf), negInf \(negInf), n \(x.count)", T.self) { call in
             let xr = call.input("x", x)
-            let yr = call.output("y", y, shape: [y.count], .exact)
+            let yr = call.output("y", y, shape: [y.count], Self.rule("nanToNum"))
             return ({ self.candidate.nanToNum(x, nan: nan, posInf: posInf, negInf: negInf, y) },
                     { self.reference.nanToNum(xr, nan: nan, posInf: posInf, negInf: negInf, yr) })
         }
@@ -498,7 +502,7 @@ extension ShadowBackend {
     public func sumAxis<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, outer: Int, reduced: Int, inner: Int, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("sumAxis", "[outer \(outer), reduced \(reduced), inner \(inner)]", T.self) { call in
             let xr = call.input("x", x)
-            let yr = call.output("y", y, shape: [outer, inner], .rounded(K: reduced))
+            let yr = call.output("y", y, shape: [outer, inner], Self.rule("sumAxis", "y", .init(reduced: reduced)))
             return ({ self.candidate.sumAxis(x, outer: outer, reduced: reduced, inner: inner, y) },
                     { self.reference.sumAxis(xr, outer: outer, reduced: reduced, inner: inner, yr) })
         }
@@ -510,7 +514,7 @@ extension ShadowBackend {
         defer { result.deallocate() }
         shadow("sum", "n \(x.count)", T.self) { call in
             let xr = call.input("x", x)
-            let rr = call.output("Σx", result, shape: [1], .sum(K: x.count, termScale: Self.absSum(x)))
+            let rr = call.output("Σx", result, shape: [1], Self.rule("sum", "Σx", .init(count: x.count), termScale: Self.absSum(x)))
             return ({ result[0] = self.candidate.sum(x) }, { rr[0] = self.reference.sum(xr) })
         }
         return result[0]
@@ -524,7 +528,7 @@ extension ShadowBackend {
             let ar = call.input("a", a), br = call.input("b", b)
             var terms = 0.0
             for i in 0..<Swift.min(a.count, b.count) { terms += Swift.abs(Double(a[i]) * Double(b[i])) }
-            let rr = call.output("Σab", result, shape: [1], .sum(K: a.count, termScale: terms))
+            let rr = call.output("Σab", result, shape: [1], Self.rule("dot", "Σab", .init(count: a.count), termScale: terms))
             return ({ result[0] = self.candidate.dot(a, b) }, { rr[0] = self.reference.dot(ar, br) })
         }
         return result[0]
@@ -533,7 +537,7 @@ extension ShadowBackend {
     public func permute<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, shape: [Int], permutation: [Int], _ y: UnsafeMutableBufferPointer<T>) {
         shadow("permute", "shape \(shape), permutation \(permutation)", T.self) { call in
             let xr = call.input("x", x)
-            let yr = call.output("y", y, shape: permutation.map { shape[$0] }, .exact)
+            let yr = call.output("y", y, shape: permutation.map { shape[$0] }, Self.rule("permute"))
             return ({ self.candidate.permute(x, shape: shape, permutation: permutation, y) },
                     { self.reference.permute(xr, shape: shape, permutation: permutation, yr) })
         }
@@ -542,7 +546,7 @@ extension ShadowBackend {
     public func broadcast<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, shape: [Int], to outShape: [Int], _ y: UnsafeMutableBufferPointer<T>) {
         shadow("broadcast", "shape \(shape) → \(outShape)", T.self) { call in
             let xr = call.input("x", x)
-            let yr = call.output("y", y, shape: outShape, .exact)
+            let yr = call.output("y", y, shape: outShape, Self.rule("broadcast"))
             return ({ self.candidate.broadcast(x, shape: shape, to: outShape, y) },
                     { self.reference.broadcast(xr, shape: shape, to: outShape, yr) })
         }
@@ -555,7 +559,7 @@ extension ShadowBackend {
         shadow("copyRows", "rows \(rows), count \(count), x stride \(xStride) offset \(xOffset) of \(x.count), y stride \(yStride) offset \(yOffset) of \(y.count)", T.self) { call in
             let xr = call.input("x", x)
             // The whole of y is compared: rows outside the copy must stay as they were.
-            let yr = call.output("y", y, shape: [y.count], .exact)
+            let yr = call.output("y", y, shape: [y.count], Self.rule("copyRows"))
             return ({ self.candidate.copyRows(x, xStride: xStride, xOffset: xOffset, y, yStride: yStride, yOffset: yOffset, rows: rows, count: count) },
                     { self.reference.copyRows(xr, xStride: xStride, xOffset: xOffset, yr, yStride: yStride, yOffset: yOffset, rows: rows, count: count) })
         }
@@ -568,7 +572,7 @@ extension ShadowBackend {
         let L = ((H + 2 * p - k) / s + 1) * ((W + 2 * p - k) / s + 1)
         shadow("im2col", "C \(C), H \(H), W \(W), kernel \(k), stride \(s), padding \(p), ldcol \(ldcol)", T.self) { call in
             let xr = call.input("x", x, count: C * H * W)
-            let cr = call.stridedOutput("col", col, rows: C * k * k, cols: L, ld: ldcol, .exact)
+            let cr = call.stridedOutput("col", col, rows: C * k * k, cols: L, ld: ldcol, Self.rule("im2col"))
             return ({ self.candidate.im2col(x, C: C, H: H, W: W, kernel: k, stride: s, padding: p, col, ldcol: ldcol) },
                     { self.reference.im2col(xr, C: C, H: H, W: W, kernel: k, stride: s, padding: p, cr, ldcol: ldcol) })
         }
@@ -579,11 +583,10 @@ extension ShadowBackend {
         _ x: UnsafeMutablePointer<T>
     ) {
         let L = ((H + 2 * p - k) / s + 1) * ((W + 2 * p - k) / s + 1)
-        let taps = ((k + s - 1) / s) * ((k + s - 1) / s)
         shadow("col2im", "C \(C), H \(H), W \(W), kernel \(k), stride \(s), padding \(p), ldcol \(ldcol)", T.self) { call in
             let cr = call.input("col", col, count: Self.extent(rows: C * k * k, cols: L, ld: ldcol))
             // x is added into: the reference starts from a copy of its content.
-            let xr = call.output("x", UnsafeMutableBufferPointer(start: x, count: C * H * W), shape: [C, H, W], .rounded(K: taps + 1))
+            let xr = call.output("x", UnsafeMutableBufferPointer(start: x, count: C * H * W), shape: [C, H, W], Self.rule("col2im", "x", .init(kernel: k, stride: s)))
             return ({ self.candidate.col2im(col, ldcol: ldcol, C: C, H: H, W: W, kernel: k, stride: s, padding: p, x) },
                     { self.reference.col2im(cr, ldcol: ldcol, C: C, H: H, W: W, kernel: k, stride: s, padding: p, xr.baseAddress ?? x) })
         }
@@ -592,7 +595,7 @@ extension ShadowBackend {
     public func avgPool2x2<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("avgPool2x2", "planes \(P), H \(H), W \(W)", T.self) { call in
             let xr = call.input("x", x)
-            let yr = call.output("y", y, shape: [P, H / 2, W / 2], .rounded(K: 4))
+            let yr = call.output("y", y, shape: [P, H / 2, W / 2], Self.rule("avgPool2x2"))
             return ({ self.candidate.avgPool2x2(x, planes: P, H: H, W: W, y) }, { self.reference.avgPool2x2(xr, planes: P, H: H, W: W, yr) })
         }
     }
@@ -600,7 +603,7 @@ extension ShadowBackend {
     public func avgPool2x2Backward<T: TensorScalar>(_ dy: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ dx: UnsafeMutableBufferPointer<T>) {
         shadow("avgPool2x2Backward", "planes \(P), H \(H), W \(W)", T.self) { call in
             let dyr = call.input("dy", dy)
-            let dxr = call.output("dx", dx, shape: [P, H, W], .exact)
+            let dxr = call.output("dx", dx, shape: [P, H, W], Self.rule("avgPool2x2Backward"))
             return ({ self.candidate.avgPool2x2Backward(dy, planes: P, H: H, W: W, dx) },
                     { self.reference.avgPool2x2Backward(dyr, planes: P, H: H, W: W, dxr) })
         }
@@ -609,7 +612,7 @@ extension ShadowBackend {
     public func upsampleNearest2x<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("upsampleNearest2x", "planes \(P), H \(H), W \(W)", T.self) { call in
             let xr = call.input("x", x)
-            let yr = call.output("y", y, shape: [P, 2 * H, 2 * W], .exact)
+            let yr = call.output("y", y, shape: [P, 2 * H, 2 * W], Self.rule("upsampleNearest2x"))
             return ({ self.candidate.upsampleNearest2x(x, planes: P, H: H, W: W, y) },
                     { self.reference.upsampleNearest2x(xr, planes: P, H: H, W: W, yr) })
         }
@@ -618,7 +621,7 @@ extension ShadowBackend {
     public func upsampleNearest2xBackward<T: TensorScalar>(_ dy: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ dx: UnsafeMutableBufferPointer<T>) {
         shadow("upsampleNearest2xBackward", "planes \(P), H \(H), W \(W)", T.self) { call in
             let dyr = call.input("dy", dy)
-            let dxr = call.output("dx", dx, shape: [P, H, W], .rounded(K: 4))
+            let dxr = call.output("dx", dx, shape: [P, H, W], Self.rule("upsampleNearest2xBackward"))
             return ({ self.candidate.upsampleNearest2xBackward(dy, planes: P, H: H, W: W, dx) },
                     { self.reference.upsampleNearest2xBackward(dyr, planes: P, H: H, W: W, dxr) })
         }
@@ -629,13 +632,13 @@ extension ShadowBackend {
         gamma: UnsafeBufferPointer<T>?, beta: UnsafeBufferPointer<T>?,
         _ y: UnsafeMutableBufferPointer<T>, mean: UnsafeMutableBufferPointer<T>, rstd: UnsafeMutableBufferPointer<T>
     ) {
-        let M = G > 0 ? C / G * L : 0
+        let sizes = Tolerance.Sizes(N: N, C: C, L: L, groups: G)
         shadow("groupNorm", "N \(N), C \(C), L \(L), groups \(G), eps \(eps), γ \(gamma != nil), β \(beta != nil)", T.self) { call in
             let xr = call.input("x", x)
             let gr = gamma.map { call.input("gamma", $0) }, br = beta.map { call.input("beta", $0) }
-            let yr = call.output("y", y, shape: [N, C, L], .rounded(K: M))
-            let mr = call.output("mean", mean, shape: [N, G], .rounded(K: M))
-            let rr = call.output("rstd", rstd, shape: [N, G], .rounded(K: M))
+            let yr = call.output("y", y, shape: [N, C, L], Self.rule("groupNorm", "y", sizes))
+            let mr = call.output("mean", mean, shape: [N, G], Self.rule("groupNorm", "mean", sizes))
+            let rr = call.output("rstd", rstd, shape: [N, G], Self.rule("groupNorm", "rstd", sizes))
             return ({ self.candidate.groupNorm(x, N: N, C: C, L: L, groups: G, eps: eps, gamma: gamma, beta: beta, y, mean: mean, rstd: rstd) },
                     { self.reference.groupNorm(xr, N: N, C: C, L: L, groups: G, eps: eps, gamma: gr, beta: br, yr, mean: mr, rstd: rr) })
         }
@@ -647,14 +650,14 @@ extension ShadowBackend {
         _ dx: UnsafeMutableBufferPointer<T>,
         dGamma: UnsafeMutableBufferPointer<T>?, dBeta: UnsafeMutableBufferPointer<T>?
     ) {
-        let M = G > 0 ? C / G * L : 0
+        let sizes = Tolerance.Sizes(N: N, C: C, L: L, groups: G)
         shadow("groupNormBackward", "N \(N), C \(C), L \(L), groups \(G), γ \(gamma != nil), dγ \(dGamma != nil), dβ \(dBeta != nil)", T.self) { call in
             let xr = call.input("x", x), dyr = call.input("dy", dy)
             let gr = gamma.map { call.input("gamma", $0) }
             let mr = call.input("mean", mean), rr = call.input("rstd", rstd)
-            let dxr = call.output("dx", dx, shape: [N, C, L], .rounded(K: M))
-            let dgr = dGamma.map { call.output("dGamma", $0, shape: [C], .rounded(K: N * L)) }
-            let dbr = dBeta.map { call.output("dBeta", $0, shape: [C], .rounded(K: N * L)) }
+            let dxr = call.output("dx", dx, shape: [N, C, L], Self.rule("groupNormBackward", "dx", sizes))
+            let dgr = dGamma.map { call.output("dGamma", $0, shape: [C], Self.rule("groupNormBackward", "dGamma", sizes)) }
+            let dbr = dBeta.map { call.output("dBeta", $0, shape: [C], Self.rule("groupNormBackward", "dBeta", sizes)) }
             return ({ self.candidate.groupNormBackward(x, dy, N: N, C: C, L: L, groups: G, gamma: gamma, mean: mean, rstd: rstd,
                                                        dx, dGamma: dGamma, dBeta: dBeta) },
                     { self.reference.groupNormBackward(xr, dyr, N: N, C: C, L: L, groups: G, gamma: gr, mean: mr, rstd: rr,
@@ -665,7 +668,7 @@ extension ShadowBackend {
     public func softmaxRows<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, rows: Int, cols: Int, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("softmaxRows", "rows \(rows), cols \(cols)", T.self) { call in
             let xr = call.input("x", x)
-            let yr = call.output("y", y, shape: [rows, cols], .rounded(K: cols))
+            let yr = call.output("y", y, shape: [rows, cols], Self.rule("softmaxRows", "y", .init(cols: cols)))
             return ({ self.candidate.softmaxRows(x, rows: rows, cols: cols, y) }, { self.reference.softmaxRows(xr, rows: rows, cols: cols, yr) })
         }
     }
@@ -675,7 +678,7 @@ extension ShadowBackend {
     ) {
         shadow("softmaxRowsBackward", "rows \(rows), cols \(cols)", T.self) { call in
             let yr = call.input("y", y), dyr = call.input("dy", dy)
-            let dxr = call.output("dx", dx, shape: [rows, cols], .rounded(K: cols))
+            let dxr = call.output("dx", dx, shape: [rows, cols], Self.rule("softmaxRowsBackward", "dx", .init(cols: cols)))
             return ({ self.candidate.softmaxRowsBackward(y, dy, rows: rows, cols: cols, dx) },
                     { self.reference.softmaxRowsBackward(yr, dyr, rows: rows, cols: cols, dxr) })
         }

@@ -1,9 +1,12 @@
-// The reference backend: every primitive as plain loops written straight from its formula.
+// The reference backend: every primitive as plain loops over the ops' scalar formulas.
 //
 // No SIMD, no BLIS, no threads — slow, and meant to be read. It is the yardstick the fast CPU
-// backend and any GPU adapter are compared with (the conformance suite), and its formulas are
-// the documentation of what each primitive means.
-import RealModule
+// backend and any GPU adapter are compared with (the shadow backend and the conformance suite).
+// The arithmetic of each elementwise, GroupNorm and softmax primitive is the op's `Formula`,
+// written beside the op in DMD2Ops (Elementwise.swift, GroupNorm.swift, Softmax.swift); GEMM,
+// reductions, layout, convolution lowering and resampling are their loops here.
+import DMD2Core
+import DMD2Ops
 
 public final class ReferenceBackend: Backend {
     public let name = "reference"
@@ -33,44 +36,13 @@ public final class ReferenceBackend: Backend {
     // MARK: Elementwise
 
     public func unary<T: TensorScalar>(_ op: UnaryOp, _ x: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>) {
-        for i in 0..<x.count {
-            let v = x[i]
-            switch op {
-            case .neg: y[i] = -v
-            case .exp: y[i] = T.exp(v)
-            case .log: y[i] = T.log(v)
-            case .sqrt: y[i] = v.squareRoot()
-            case .square: y[i] = v * v
-            case .abs: y[i] = Swift.abs(v)
-            case .sign: y[i] = v > 0 ? 1 : (v < 0 ? -1 : 0)
-            case .sigmoid: y[i] = Scalars.sigmoid(v)
-            case .silu: y[i] = v * Scalars.sigmoid(v)
-            case .softplus: y[i] = Scalars.softplus(v)
-            case .tanh: y[i] = T.tanh(v)
-            case .sin: y[i] = T.sin(v)
-            case .cos: y[i] = T.cos(v)
-            }
-        }
+        for i in 0..<x.count { y[i] = Formula.unary(op, x[i]) }
     }
 
     public func binary<T: TensorScalar>(
         _ op: BinaryOp, _ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>, _ y: UnsafeMutableBufferPointer<T>
     ) {
-        for i in 0..<a.count {
-            let x = a[i], g = b[i]
-            switch op {
-            case .add: y[i] = x + g
-            case .sub: y[i] = x - g
-            case .mul: y[i] = x * g
-            case .div: y[i] = x / g
-            case .maximum: y[i] = Swift.max(x, g)
-            case .minimum: y[i] = Swift.min(x, g)
-            case .sigmoidBackward: y[i] = Scalars.sigmoid(x) * Scalars.sigmoid(-x) * g
-            case .siluBackward: y[i] = g * Scalars.sigmoid(x) * (1 + x * Scalars.sigmoid(-x))
-            case .softplusBackward: y[i] = Scalars.sigmoid(x) * g
-            case .tanhBackward: let t = T.tanh(x); y[i] = (1 - t * t) * g
-            }
-        }
+        for i in 0..<a.count { y[i] = Formula.binary(op, a[i], b[i]) }
     }
 
     public func affine<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, scale: T, shift: T, _ y: UnsafeMutableBufferPointer<T>) {
@@ -210,20 +182,14 @@ public final class ReferenceBackend: Backend {
         for n in 0..<N {
             for g in 0..<G {
                 let base = (n * C + g * Cg) * L
-                var mu: T = 0
-                for i in 0..<M { mu += x[base + i] }
-                mu /= T(M)
-                var variance: T = 0
-                for i in 0..<M { variance += (x[base + i] - mu) * (x[base + i] - mu) }
-                variance /= T(M)
-                let r = 1 / (variance + eps).squareRoot()
+                let (mu, r) = Formula.groupNormStatistics(UnsafeBufferPointer(rebasing: x[base..<(base + M)]), eps: eps)
                 mean[n * G + g] = mu
                 rstd[n * G + g] = r
                 for cc in 0..<Cg {
                     let c = g * Cg + cc
                     for l in 0..<L {
                         let i = base + cc * L + l
-                        y[i] = (x[i] - mu) * r * (gamma?[c] ?? 1) + (beta?[c] ?? 0)
+                        y[i] = Formula.groupNormOutput(x[i], mean: mu, rstd: r, gamma: gamma?[c] ?? 1, beta: beta?[c] ?? 0)
                     }
                 }
             }
@@ -241,7 +207,7 @@ public final class ReferenceBackend: Backend {
         for n in 0..<N {
             for g in 0..<G {
                 let mu = mean[n * G + g], r = rstd[n * G + g]
-                // dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = γ·dy over the group.
+                // The group's mean(ĝ) and mean(ĝ·x̂), ĝ = γ·dy, then dx per element (Formula).
                 var meanG: T = 0, meanGX: T = 0
                 for cc in 0..<Cg {
                     let c = g * Cg + cc
@@ -260,7 +226,8 @@ public final class ReferenceBackend: Backend {
                     let c = g * Cg + cc
                     for l in 0..<L {
                         let i = (n * C + c) * L + l
-                        dx[i] = r * (dy[i] * (gamma?[c] ?? 1) - meanG - (x[i] - mu) * r * meanGX)
+                        dx[i] = Formula.groupNormInputGradient(gHat: dy[i] * (gamma?[c] ?? 1), xHat: (x[i] - mu) * r,
+                                                               meanG: meanG, meanGX: meanGX, rstd: r)
                     }
                 }
             }
@@ -271,11 +238,8 @@ public final class ReferenceBackend: Backend {
 
     public func softmaxRows<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, rows: Int, cols: Int, _ y: UnsafeMutableBufferPointer<T>) {
         for r in 0..<rows {
-            var m = -T.infinity
-            for j in 0..<cols { m = Swift.max(m, x[r * cols + j]) }
-            var s: T = 0
-            for j in 0..<cols { s += T.exp(x[r * cols + j] - m) }
-            for j in 0..<cols { y[r * cols + j] = T.exp(x[r * cols + j] - m) / s }
+            Formula.softmaxRow(UnsafeBufferPointer(rebasing: x[(r * cols)..<((r + 1) * cols)]),
+                               UnsafeMutableBufferPointer(rebasing: y[(r * cols)..<((r + 1) * cols)]))
         }
     }
 
@@ -283,9 +247,9 @@ public final class ReferenceBackend: Backend {
         _ y: UnsafeBufferPointer<T>, _ dy: UnsafeBufferPointer<T>, rows: Int, cols: Int, _ dx: UnsafeMutableBufferPointer<T>
     ) {
         for r in 0..<rows {
-            var d: T = 0
-            for j in 0..<cols { d += dy[r * cols + j] * y[r * cols + j] }
-            for j in 0..<cols { dx[r * cols + j] = y[r * cols + j] * (dy[r * cols + j] - d) }
+            let row = (r * cols)..<((r + 1) * cols)
+            Formula.softmaxRowBackward(UnsafeBufferPointer(rebasing: y[row]), UnsafeBufferPointer(rebasing: dy[row]),
+                                       UnsafeMutableBufferPointer(rebasing: dx[row]))
         }
     }
 }

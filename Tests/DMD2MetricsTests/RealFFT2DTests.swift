@@ -1,4 +1,5 @@
 import DMD2Core
+import DMD2Metrics
 import Foundation
 import XCTest
 
