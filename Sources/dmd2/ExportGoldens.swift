@@ -11,7 +11,8 @@
 //                                        network: the debug state of docs/DEBUG-STATE.md (Float,
 //                                        its own tolerances; reference/dmd2_step.py replays it)
 // The layout is described in docs/BACKENDS.md; reference/run_goldens.py checks a PyTorch
-// implementation against every file.
+// implementation against every file. The cases are the checking library's (DMD2Checks:
+// GoldenCases.primitives, GoldenCases.ops, K from Tolerance.table); this command writes them.
 //
 // Inside a file, tensor names are `<case>.<role>.<name>` with role `in` (inputs; for in/out
 // buffers the content before the call), `out` (outputs), `seed` (the upstream gradient of an op)

@@ -1,5 +1,6 @@
 // A test-only backend: the CPU backend with one primitive deliberately wrong, for checking that
 // the shadow catches it and names it.
+import DMD2Checks
 import DMD2Core
 
 final class BrokenBackend: Backend {
@@ -36,7 +37,7 @@ final class BrokenBackend: Backend {
         if case .gemmNudge(let factor) = fault, m > 0, n > 0 {
             var maxC = 0.0
             for i in 0..<m { for j in 0..<n { maxC = max(maxC, abs(Double(c[i * ldc + j]))) } }
-            let tolerance = 64 * T.unitRoundoff * Double(k + (beta == 0 ? 0 : 1)).squareRoot() * maxC
+            let tolerance = Tolerance.rho * T.unitRoundoff * Double(Tolerance.K("gemm", .init(k: k))).squareRoot() * maxC
             c[0] = T(Double(c[0]) + factor * tolerance)
         }
     }
