@@ -16,7 +16,8 @@
 //   DMD2Toy             DMD2 in the plane: a Gaussian mixture with a closed-form score, for the guide
 //   DMD2CUDA            a GPU backend adapter, CUDA loaded at run time (dlopen)
 //   DMD2Checks          the checking library: reference and shadow backends, the tolerance table, primitive,
-//                       op and golden cases, finite-difference, adjoint and Float-vs-Double checks
+//                       op and golden cases; finite-difference (Richardson-bounded), adjoint, Float-vs-Double
+//                       and CPU-vs-reference checks of ops, UNet layers, the UNet, DMD2's losses, AdamW
 //   dmd2                the command-line tool, one subcommand per job
 import PackageDescription
 
@@ -74,7 +75,7 @@ let package = Package(
             swiftSettings: simd),
         .target(name: "DMD2CUDA", dependencies: ["DMD2Core"], swiftSettings: simd),
         .target(name: "DMD2Toy", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM"], swiftSettings: simd),
-        .target(name: "DMD2Checks", dependencies: ["DMD2Core", "DMD2Ops"], swiftSettings: simd),
+        .target(name: "DMD2Checks", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "DMD2"], swiftSettings: simd),
         .executableTarget(
             name: "dmd2",
             dependencies: [

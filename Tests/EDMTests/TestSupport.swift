@@ -6,12 +6,8 @@ import Foundation
 import DMD2Checks
 import XCTest
 
-/// A tiny config shaped like `small16` (two levels, attention at the lower one, labels) that
-/// runs in milliseconds: 8×8, 2 channels, 3 classes, 8 × [1, 2] channels, embedding 16.
-let tinyConfig = UNetConfig(
-    resolution: 8, inChannels: 2, outChannels: 2, labelDim: 3, modelChannels: 8,
-    channelMult: [1, 2], channelMultEmb: 2, numBlocks: 1, attnResolutions: [4],
-    dropout: 0, labelDropout: 0)
+/// The tiny config shaped like `small16` the network checks use (DMD2Checks' NetworkCases).
+let tinyConfig = NetworkCases.tinyConfig
 
 /// The EDM state-dict listing `Resources/<name>.tsv`: (name, shape) per line.
 func stateDictListing(_ name: String) throws -> [(name: String, shape: [Int])] {
@@ -30,30 +26,14 @@ func stateDictListing(_ name: String) throws -> [(name: String, shape: [Int])] {
     }
 }
 
-/// Random parameter values for gradient checks: unlike the training initialisation, no layer
-/// is zero (a zero conv1 or proj would hide everything before it), and GroupNorm's γ, β vary.
-/// Weights ~ N(0, 1/fanIn); γ ~ 1 + 0.2·N(0, 1); β and zero-initialised biases ~ 0.2·N(0, 1).
+/// Random non-zero parameter values for gradient checks (`NetworkCases.randomParameters`).
 func randomParameterValues(_ entries: [StateEntry], seed: UInt64) -> [Tensor<Double>] {
-    var rng = RandomGenerator(seed: seed)
-    return entries.filter(\.isParameter).map { e in
-        let isNormScale = e.name.hasSuffix(".weight") && e.shape.count == 1
-        switch e.kind {
-        case .parameter(.ones) where isNormScale: return rng.normal(e.shape, mean: 1, std: 0.2)
-        case .parameter(.uniform(let fanIn)): return rng.normal(e.shape, std: 1 / Double(fanIn).squareRoot())
-        case .parameter(.standardNormal): return rng.normal(e.shape)
-        default:
-            // zeros: conv1/proj/out_conv weights and biases, GroupNorm β.
-            if e.shape.count == 4 { return rng.normal(e.shape, std: 1 / Double(e.shape[1...].reduce(1, *)).squareRoot()) }
-            return rng.normal(e.shape, std: 0.2)
-        }
-    }
+    NetworkCases.randomParameters(entries, seed: seed)
 }
 
 /// A store of `values` under the parameter names of `entries`.
 func store<T>(_ entries: [StateEntry], _ variables: some Collection<Variable<T>>) -> ParameterStore<T> {
-    let names = entries.filter(\.isParameter).map(\.name)
-    precondition(names.count == variables.count, "store: \(names.count) names for \(variables.count) variables")
-    return ParameterStore(Array(zip(names, variables)).map { (name: $0.0, variable: $0.1) })
+    NetworkCases.store(entries, variables)
 }
 
 /// A UNet of `config` with the given parameter values (Double).

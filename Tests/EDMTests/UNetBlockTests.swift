@@ -12,35 +12,13 @@ final class UNetBlockTests: CheckedTestCase {
 
     static let N = 2, E = 12
 
-    /// The block types, at widths of 8–16 channels and 4×4 or 8×8 maps (input resolution).
-    static let blocks: [(spec: UNetBlockSpec, inputSide: Int)] = [
-        (UNetBlockSpec(name: "enc.4x4_block0", inChannels: 8, outChannels: 8, embChannels: E, resolution: 4), 4),
-        (UNetBlockSpec(name: "enc.4x4_down", inChannels: 8, outChannels: 8, embChannels: E, resolution: 4, resample: .down), 8),
-        (UNetBlockSpec(name: "dec.8x8_up", inChannels: 8, outChannels: 8, embChannels: E, resolution: 8, resample: .up), 4),
-        (UNetBlockSpec(name: "dec.4x4_in0", inChannels: 16, outChannels: 16, embChannels: E, resolution: 4,
-                       attention: true, heads: 2), 4),
-        (UNetBlockSpec(name: "dec.4x4_block0", inChannels: 16, outChannels: 8, embChannels: E, resolution: 4), 4),
-        (UNetBlockSpec(name: "enc.4x4_block1", inChannels: 8, outChannels: 16, embChannels: E, resolution: 4,
-                       attention: true, heads: 1), 4),
-    ]
-    static let labels = ["plain", "down", "up", "attention", "1×1 skip", "1×1 skip + attention"]
+    /// The block types (DMD2Checks' `NetworkCases.blocks`): plain, down, up, attention, 1×1 skip.
+    static let blocks = NetworkCases.blocks.map { (spec: $0.spec, inputSide: $0.inputSide) }
+    static let labels = NetworkCases.blocks.map(\.label)
 
     /// A gradient-check case for a block: inputs x, emb, then every parameter; optional dropout.
     func blockCase(_ spec: UNetBlockSpec, inputSide: Int, label: String, dropoutP: Double = 0, seed: UInt64) -> OpCase {
-        var rng = RandomGenerator(seed: seed)
-        let x: Tensor<Double> = rng.normal([Self.N, spec.inChannels, inputSide, inputSide])
-        let emb: Tensor<Double> = rng.normal([Self.N, Self.E])
-        let entries = spec.stateEntries
-        let params = randomParameterValues(entries, seed: seed &+ 1)
-        let outSide = spec.resolution
-        let mask: Tensor<Double> = dropoutMask(shape: [Self.N, spec.outChannels, outSide, outSide], p: dropoutP, rng: &rng)
-        func run<T>(_ v: [Variable<T>]) -> Variable<T> {
-            let dropout = dropoutP > 0 ? DropoutMasks<T>(p: dropoutP, masks: [spec.name: mask.converted()]) : nil
-            return spec(v[0], emb: v[1], parameters: store(entries, v[2...]), dropout: dropout)
-        }
-        return OpCase("UNetBlock.\(label)", "\(spec.name) \(spec.inChannels)→\(spec.outChannels)",
-                      inputs: [x, emb] + params, reductionLength: spec.inChannels * 9,
-                      double: { run($0) }, float: { run($0) })
+        NetworkCases.blockCase(spec, inputSide: inputSide, label: label, dropoutP: dropoutP, seed: seed)
     }
 
     func testForwardMatchesNaiveReference() {
