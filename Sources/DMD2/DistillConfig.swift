@@ -9,6 +9,7 @@
 // generator, the default, bitwise the same run as before the setting existed) on the schedule
 // K[999 − i·⌊1000/k⌋], and `backwardSimulation` (default on). Manifests written before these
 // settings existed decode with the defaults.
+import DMD2Core
 import DMD2Train
 import EDM
 
@@ -160,8 +161,9 @@ public struct DistillConfig: Codable, Equatable, Sendable {
         func fail(_ m: String) -> DistillError { .badConfig(m) }
         do { try network.validate() } catch { throw fail("\(error)") }
         guard batchSize > 0 else { throw fail("batch size \(batchSize) must be positive") }
-        guard iterations >= 0, checkpointInterval >= 0, keepCheckpoints >= 0 else {
-            throw fail("iterations \(iterations), checkpoint interval \(checkpointInterval) and kept checkpoints \(keepCheckpoints) must be ≥ 0")
+        guard iterations >= 1 else { throw fail("iterations \(iterations) must be ≥ 1 (a run of no iterations writes no checkpoint)") }
+        guard checkpointInterval >= 0, keepCheckpoints >= 0 else {
+            throw fail("checkpoint interval \(checkpointInterval) and kept checkpoints \(keepCheckpoints) must be ≥ 0")
         }
         guard tturRatio >= 1 else { throw fail("TTUR ratio \(tturRatio) must be ≥ 1") }
         guard distributionMatching || gan || regression != nil else {
@@ -199,6 +201,14 @@ public struct DistillConfig: Codable, Equatable, Sendable {
             throw fail("the encoder of \(network.resolution)×\(network.resolution) × \(network.channelMult) ends at \(network.bottleneckResolution)×\(network.bottleneckResolution): the GAN head needs an 8×8 bottleneck")
         }
     }
+
+    /// `validate()`, and both optimisers' settings representable in `T` (the networks' precision).
+    public func validate<T: TensorScalar>(in _: T.Type) throws {
+        try validate()
+        for (which, o) in [("generator", generatorOptimizer), ("critic", criticOptimizer)] {
+            if let problem = o.precisionProblem(in: T.self) { throw DistillError.badConfig("\(which) optimizer: \(problem)") }
+        }
+    }
 }
 
 /// Why a distillation could not start, resume or save.
@@ -208,12 +218,16 @@ public enum DistillError: Error, CustomStringConvertible, Equatable {
     case dataMismatch(String)
     /// A run folder or checkpoint that cannot be used (the message names the file).
     case badCheckpoint(String)
+    /// A resume asked to change settings of the run, or its teacher (each change named).
+    case changedSettings([SettingChange])
 
     public var description: String {
         switch self {
         case .badConfig(let m): "distillation config: \(m)"
         case .dataMismatch(let m): "data: \(m)"
         case .badCheckpoint(let m): "checkpoint: \(m)"
+        case .changedSettings(let changes):
+            "resuming would change the run's settings:\n" + changes.map { "  \($0)" }.joined(separator: "\n")
         }
     }
 }

@@ -131,7 +131,9 @@ public struct GANHead<T: TensorScalar> {
         for (name, shape, _) in table {
             guard let record = file[name] else { throw fail("missing key '\(name)' (shape \(shape))") }
             guard record.shape == shape else { throw fail("key '\(name)' has shape \(record.shape), expected \(shape)") }
-            pairs.append((name, Variable(try Tensor<T>(record), requiresGrad: true, name: name)))
+            let value = try Tensor<T>(record)
+            do { try CheckpointError.checkFinite(value, key: name) } catch { throw fail("\(error)") }
+            pairs.append((name, Variable(value, requiresGrad: true, name: name)))
         }
         return GANHead(channels: channels, parameters: ParameterStore(pairs))
     }

@@ -23,10 +23,15 @@
 //       head.safetensors             the GAN head (GANHead.file)
 //       optimizer_generator.safetensors, optimizer_critic.safetensors    AdamW states
 //       state.json                   the manifest: format, step, the run's config, the trainer's
-//                                    generator, the loader's state, the regression cursor,
-//                                    thread count, dtype, dataset, file sizes
+//                                    random generator (`rng_state`), the loader's state, the
+//                                    regression cursor, thread count, dtype, dataset, file sizes
+//   run.lock                         held (flock) by the process training in the folder
 // A checkpoint is written into a hidden sibling folder and renamed into place (atomic), then
-// the oldest are pruned to `keepCheckpoints`. Bitwise resume needs the same thread count
+// the oldest are pruned to `keepCheckpoints` (DMD2Train's `RunCheckpointLayout`, shared with the
+// teacher's trainer). Nothing non-finite is saved: G, μ_fake, the head, both optimisers' moments
+// and the EMA are checked after every iteration's updates and before every write
+// (`NonFinite.checkState`). The run folder is locked from `init` until `run()` returns or the
+// trainer is released (`RunFolderLock`). Bitwise resume needs the same thread count
 // (parallel reductions are chunked by it); the manifest records it and a mismatch is reported.
 import DMD2Core
 import DMD2Data
@@ -78,16 +83,20 @@ public struct DistillRecord: Codable, Equatable, Sendable {
 }
 
 /// The manifest of a distillation checkpoint (`state.json`).
-public struct DistillCheckpointManifest: Codable, Equatable, Sendable {
+public struct DistillCheckpointManifest: RunCheckpointManifest, Equatable {
     public static let format = "swift-dmd2.distill-checkpoint"
-    public static let formatVersion = 1
+    /// 2: the trainer's random generator is stored as `rng_state` (v1 called it `generator`,
+    /// the name of G; still read).
+    public static let formatVersion = 2
+    public static let readableVersions = 1...2
+    public static let kind = "distillation checkpoint"
 
     public var format: String
     public var formatVersion: Int
     public var step: Int
     public var config: DistillConfig
-    /// The trainer's generator after this step.
-    public var generator: RandomGenerator
+    /// The trainer's random generator after this step (not G).
+    public var rngState: RandomGenerator
     /// The real-image loader (nil when the run reads no data).
     public var loader: DataLoader.State?
     /// The next regression pair to read.
@@ -100,16 +109,58 @@ public struct DistillCheckpointManifest: Codable, Equatable, Sendable {
     /// Files of the checkpoint and their sizes in bytes.
     public var files: [String: Int]
 
+    public init(format: String = Self.format, formatVersion: Int = Self.formatVersion, step: Int, config: DistillConfig,
+                rngState: RandomGenerator, loader: DataLoader.State?, regressionCursor: Int, threads: Int, dtype: String,
+                dataset: String?, datasetItems: Int?, classNames: [String]?, files: [String: Int]) {
+        self.format = format
+        self.formatVersion = formatVersion
+        self.step = step
+        self.config = config
+        self.rngState = rngState
+        self.loader = loader
+        self.regressionCursor = regressionCursor
+        self.threads = threads
+        self.dtype = dtype
+        self.dataset = dataset
+        self.datasetItems = datasetItems
+        self.classNames = classNames
+        self.files = files
+    }
+
     enum CodingKeys: String, CodingKey {
-        case format, step, config, generator, loader, threads, dtype, dataset, files
+        case format, step, config, loader, threads, dtype, dataset, files
         case formatVersion = "format_version", regressionCursor = "regression_cursor", datasetItems = "dataset_items"
-        case classNames = "class_names"
+        case classNames = "class_names", rngState = "rng_state"
+    }
+    /// Version 1's name of `rng_state`.
+    enum LegacyKeys: String, CodingKey { case generator }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        format = try c.decode(String.self, forKey: .format)
+        formatVersion = try c.decode(Int.self, forKey: .formatVersion)
+        step = try c.decode(Int.self, forKey: .step)
+        config = try c.decode(DistillConfig.self, forKey: .config)
+        if let rng = try c.decodeIfPresent(RandomGenerator.self, forKey: .rngState) {
+            rngState = rng
+        } else {
+            rngState = try decoder.container(keyedBy: LegacyKeys.self).decode(RandomGenerator.self, forKey: .generator)
+        }
+        loader = try c.decodeIfPresent(DataLoader.State.self, forKey: .loader)
+        regressionCursor = try c.decode(Int.self, forKey: .regressionCursor)
+        threads = try c.decode(Int.self, forKey: .threads)
+        dtype = try c.decode(String.self, forKey: .dtype)
+        dataset = try c.decodeIfPresent(String.self, forKey: .dataset)
+        datasetItems = try c.decodeIfPresent(Int.self, forKey: .datasetItems)
+        classNames = try c.decodeIfPresent([String].self, forKey: .classNames)
+        files = try c.decode([String: Int].self, forKey: .files)
     }
 }
 
-/// Checkpoint folders of a distillation run.
-public enum DistillCheckpoint {
-    public static let manifestName = "state.json"
+/// Checkpoint folders of a distillation run: the file names; finding, reading and writing them
+/// (`folderName`, `all`, `latest`, `manifest(at:)`, `write`) is DMD2Train's `RunCheckpointLayout`.
+public enum DistillCheckpoint: RunCheckpointLayout {
+    public typealias Manifest = DistillCheckpointManifest
     public static let teacherName = "teacher.safetensors"
     public static let generatorName = "generator.safetensors"
     public static let generatorEMAName = "generator_ema.safetensors"
@@ -118,51 +169,13 @@ public enum DistillCheckpoint {
     public static let generatorOptimizerName = "optimizer_generator.safetensors"
     public static let criticOptimizerName = "optimizer_critic.safetensors"
 
-    /// `checkpoints/step-00000500`.
-    public static func folderName(step: Int) -> String { CheckpointFolders.folderName(step: step) }
-
-    /// The complete checkpoints under `run/checkpoints`, oldest first.
-    public static func all(in run: URL) -> [(step: Int, url: URL)] { CheckpointFolders.all(in: run, manifestName: manifestName) }
-
-    /// The newest complete checkpoint of a run, or nil.
-    public static func latest(in run: URL) -> URL? { all(in: run).last?.url }
-
-    /// A checkpoint folder's manifest, with every listed file present at its recorded size.
-    public static func manifest(at folder: URL) throws -> DistillCheckpointManifest {
-        let url = folder.appendingPathComponent(manifestName)
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw DistillError.badCheckpoint("\(url.path): cannot read (\(error.localizedDescription))")
-        }
-        let manifest: DistillCheckpointManifest
-        do { manifest = try JSONDecoder().decode(DistillCheckpointManifest.self, from: data) } catch {
-            throw DistillError.badCheckpoint("\(url.path): not a distillation checkpoint manifest (\(error))")
-        }
-        guard manifest.format == DistillCheckpointManifest.format, manifest.formatVersion == DistillCheckpointManifest.formatVersion else {
-            throw DistillError.badCheckpoint("\(url.path): format \(manifest.format) v\(manifest.formatVersion), expected \(DistillCheckpointManifest.format) v\(DistillCheckpointManifest.formatVersion)")
-        }
-        do { try CheckpointFolders.checkFiles(manifest.files, in: folder, manifestName: manifestName) } catch let e as CheckpointFolderError {
-            throw DistillError.badCheckpoint(e.description)
-        }
-        return manifest
-    }
+    public static func badCheckpoint(_ message: String) -> any Error { DistillError.badCheckpoint(message) }
 
     /// The generator file a path designates: a `.safetensors` file as is; a checkpoint folder's
     /// EMA generator (`ema` true, or nil and the run kept one) or raw generator; a run folder's
     /// newest checkpoint.
     public static func generatorFile(at url: URL, ema: Bool? = nil) throws -> URL {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw DistillError.badCheckpoint("\(url.path): no such file or folder")
-        }
-        guard isDirectory.boolValue else { return url }
-        var folder = url
-        if !FileManager.default.fileExists(atPath: url.appendingPathComponent(manifestName).path) {
-            guard let latest = latest(in: url) else {
-                throw DistillError.badCheckpoint("\(url.path): neither a distillation checkpoint folder (no \(manifestName)) nor a run folder with checkpoints/step-*")
-            }
-            folder = latest
-        }
+        guard let folder = try checkpointFolder(designatedBy: url) else { return url }
         let manifest = try manifest(at: folder)
         let hasEMA = manifest.files[generatorEMAName] != nil
         if ema == true && !hasEMA { throw DistillError.badCheckpoint("\(folder.path): the run kept no EMA of G; use the raw generator") }
@@ -190,6 +203,8 @@ public final class DistillTrainer<T: TensorScalar> {
     private let pairs: RegressionPairs?
     private let datasetName: String?
     private let log: JSONLinesLog
+    /// Held from `init` until `run()` returns (or the trainer is released).
+    private var lock: RunFolderLock?
 
     /// The EMA of G as a network (nil without EMA).
     public var emaGenerator: UNet<T>? {
@@ -207,10 +222,13 @@ public final class DistillTrainer<T: TensorScalar> {
                 classNames: [String]? = nil) throws {
         var config = config
         config.network = teacher.config
-        try config.validate()
-        if let existing = DistillCheckpoint.latest(in: runDirectory) {
-            throw DistillError.badCheckpoint("\(runDirectory.path) already holds checkpoints (\(existing.lastPathComponent)); resume it or choose another run folder")
+        try config.validate(in: T.self)
+        func refuseExisting() throws {
+            guard let existing = DistillCheckpoint.latest(in: runDirectory) else { return }
+            let user = RunFolderLock.holder(of: runDirectory).map { $0 > 0 ? " and is in use by PID \($0)" : " and is in use by another run" } ?? ""
+            throw DistillError.badCheckpoint("\(runDirectory.path) already holds checkpoints (\(existing.lastPathComponent))\(user); resume it or choose another run folder")
         }
+        try refuseExisting()
         if let r = config.regression { config.regression?.pairsFile = URL(fileURLWithPath: r.pairsFile).standardizedFileURL.path }
         let pairs = try Self.openPairs(config)
         var seeds = RandomGenerator(seed: config.seed)
@@ -219,7 +237,9 @@ public final class DistillTrainer<T: TensorScalar> {
         let networks = DMD2Networks<T>(teacher: teacher, headRNG: &headRNG)
         let loader = try Self.makeLoader(config, dataset: dataset, seed: loaderSeed)
 
-        try Self.createFolder(runDirectory.appendingPathComponent("checkpoints"))
+        let lock = try RunFolderLock(runDirectory)
+        try refuseExisting()                                            // written before we locked
+        try DistillCheckpoint.createFolder(runDirectory.appendingPathComponent("checkpoints"))
         do { try EDMCheckpoint.save(teacher, to: runDirectory.appendingPathComponent(DistillCheckpoint.teacherName)) } catch {
             throw DistillError.badCheckpoint("cannot write \(runDirectory.appendingPathComponent(DistillCheckpoint.teacherName).path): \(error)")
         }
@@ -236,25 +256,41 @@ public final class DistillTrainer<T: TensorScalar> {
         self.classNames = classNames ?? dataset?.classNames
         self.pairs = pairs
         self.datasetName = loader == nil ? nil : dataset?.name
+        self.lock = lock
         let logURL = runDirectory.appendingPathComponent("log.jsonl")
         try? FileManager.default.removeItem(at: logURL)                 // a run that never checkpointed
         self.log = try JSONLinesLog(url: logURL)
     }
 
-    /// Resume the newest checkpoint of `runDirectory`. `iterations` may extend (or shorten) the
-    /// run; everything else comes from the checkpoint. The log is cut back to the checkpoint.
+    /// Resume the newest checkpoint of `runDirectory`. `iterations` may extend (or shorten, not
+    /// below the checkpoint's step) the run; everything else comes from the checkpoint.
+    /// `settings` and `teacher`, when given, are what the caller asked for: a setting that differs
+    /// from the run's (other than `iterations`) or a teacher other than the run's is a
+    /// `changedSettings` error naming each. The log is cut back to the checkpoint.
     public init(resuming runDirectory: URL, dataset: (any ImageDataset)?, iterations: Int? = nil,
+                expecting settings: DistillConfig? = nil, teacher requestedTeacher: UNet<T>? = nil,
                 report: (String) -> Void = { _ in }) throws {
-        guard let folder = DistillCheckpoint.latest(in: runDirectory) else {
-            throw DistillError.badCheckpoint("\(runDirectory.path): no checkpoint to resume (checkpoints/step-*/\(DistillCheckpoint.manifestName))")
+        func noCheckpoint() -> DistillError {
+            .badCheckpoint("\(runDirectory.path): no checkpoint to resume (checkpoints/step-*/\(DistillCheckpoint.manifestName))")
         }
+        guard DistillCheckpoint.latest(in: runDirectory) != nil else { throw noCheckpoint() }
+        let lock = try RunFolderLock(runDirectory)
+        guard let folder = DistillCheckpoint.latest(in: runDirectory) else { throw noCheckpoint() }
         let manifest = try DistillCheckpoint.manifest(at: folder)
         guard manifest.dtype == T.dtypeTag else {
             throw DistillError.badCheckpoint("\(folder.path): trained in \(manifest.dtype), resumed in \(T.dtypeTag)")
         }
+        var changes: [SettingChange] = []
+        if var settings {
+            if let requestedTeacher { settings.network = requestedTeacher.config }
+            changes = SettingChange.between(manifest.config, settings, ignoring: ["iterations"])
+        }
         var config = manifest.config
         if let iterations { config.iterations = iterations }
-        try config.validate()
+        try config.validate(in: T.self)
+        guard config.iterations >= manifest.step else {
+            throw DistillError.badConfig("the run is at iteration \(manifest.step); iterations \(config.iterations) would end before it")
+        }
         let network = DMD2Networks<T>.studentConfig(teacher: config.network)
 
         func load(_ name: String, _ c: UNetConfig) throws -> UNet<T> {
@@ -264,6 +300,12 @@ public final class DistillTrainer<T: TensorScalar> {
             }
         }
         let teacher = try load(DistillCheckpoint.teacherName, config.network)
+        if let requestedTeacher, requestedTeacher.config == teacher.config,
+           zip(requestedTeacher.parameters.variables, teacher.parameters.variables).contains(where: { $0.value != $1.value }) {
+            changes.append(SettingChange(key: "teacher", run: "the weights in \(runDirectory.appendingPathComponent(DistillCheckpoint.teacherName).path)",
+                                         requested: "other weights"))
+        }
+        if !changes.isEmpty { throw DistillError.changedSettings(changes) }
         let generator = try load(DistillCheckpoint.generatorName, network)
         let fake = try load(DistillCheckpoint.fakeName, network)
         let head: GANHead<T> = try GANHead.load(from: folder.appendingPathComponent(DistillCheckpoint.headName))
@@ -302,12 +344,13 @@ public final class DistillTrainer<T: TensorScalar> {
         self.optimizers = optimizers
         self.ema = ema
         self.loader = loader
-        self.rng = manifest.generator
+        self.rng = manifest.rngState
         self.step = manifest.step
         self.regressionCursor = manifest.regressionCursor
         self.classNames = manifest.classNames
         self.pairs = try Self.openPairs(config)
         self.datasetName = manifest.dataset
+        self.lock = lock
         let logURL = runDirectory.appendingPathComponent("log.jsonl")
         let resumedStep = manifest.step
         try JSONLinesLog.truncate(logURL) { ($0["step"] as? Int).map { $0 <= resumedStep } ?? false }
@@ -319,6 +362,10 @@ public final class DistillTrainer<T: TensorScalar> {
     /// One iteration (see the file header); also appends its line to log.jsonl.
     @discardableResult
     public func iterate() throws -> DistillRecord {
+        try holdingLock { try takeIteration() }
+    }
+
+    private func takeIteration() throws -> DistillRecord {
         let started = ProcessInfo.processInfo.systemUptime
         let c = config.network, B = config.batchSize
         let updateGenerator = config.updatesGenerator(atIteration: step)
@@ -341,6 +388,8 @@ public final class DistillTrainer<T: TensorScalar> {
             let updates = (step - 1) / config.tturRatio + 1                 // generator steps so far
             ema!.update(networks.generator.parameters.variables, batchImages: B, imagesSeen: updates * B)
         }
+        if updateGenerator { try NonFinite.checkState(optimizers.generator, ema: ema?.values, prefix: "G ", step: step, phase: .afterUpdate) }
+        try NonFinite.checkState(optimizers.critic, prefix: "critic ", step: step, phase: .afterUpdate)
 
         let seconds = ProcessInfo.processInfo.systemUptime - started
         let g = outcome.generator, k = outcome.critic
@@ -361,8 +410,10 @@ public final class DistillTrainer<T: TensorScalar> {
 
     /// Run until `config.iterations`, writing a checkpoint every `checkpointInterval` iterations
     /// and at the end. A `NonFiniteError` stops the run before its updates; the checkpoints on
-    /// disk stay as they were.
+    /// disk stay as they were. The run folder's lock is released when this returns or throws.
     public func run(onIteration: (DistillRecord) -> Void = { _ in }, onCheckpoint: (URL) -> Void = { _ in }) throws {
+        defer { lock = nil }
+        if lock == nil { lock = try RunFolderLock(runDirectory) }
         while step < config.iterations {
             let record = try iterate()
             onIteration(record)
@@ -376,16 +427,20 @@ public final class DistillTrainer<T: TensorScalar> {
     // MARK: Checkpoints
 
     /// Write the current state as `checkpoints/step-<step>` atomically, then prune old ones.
+    /// Throws a `NonFiniteError` (and writes nothing) if any weight, moment or the EMA is not finite.
     @discardableResult
     public func saveCheckpoint() throws -> URL {
-        do {
-            return try CheckpointFolders.write(step: step, run: runDirectory, manifestName: DistillCheckpoint.manifestName,
-                                               keep: config.keepCheckpoints) { partial in
-                var metadata = ["sigma_max": String(DMD2Networks<T>.sigmaMax)]
-                if config.generatorSteps > 1 { metadata.merge(config.generatorSchedule.metadata) { $1 } }
-                let json = JSONEncoder()
-                json.outputFormatting = [.sortedKeys]
-                if let classNames, let data = try? json.encode(classNames) { metadata["class_names"] = String(decoding: data, as: UTF8.self) }
+        try holdingLock {
+            try NonFinite.checkState(optimizers.generator, ema: ema?.values, prefix: "G ", step: step, phase: .beforeSave)
+            try NonFinite.checkState(optimizers.critic, prefix: "critic ", step: step, phase: .beforeSave)
+            var metadata = ["sigma_max": String(DMD2Networks<T>.sigmaMax)]
+            if config.generatorSteps > 1 { metadata.merge(config.generatorSchedule.metadata) { $1 } }
+            let json = JSONEncoder()
+            json.outputFormatting = [.sortedKeys]
+            if let classNames, let data = try? json.encode(classNames) { metadata["class_names"] = String(decoding: data, as: UTF8.self) }
+            let files = [DistillCheckpoint.generatorName, DistillCheckpoint.generatorEMAName, DistillCheckpoint.fakeName,
+                         DistillCheckpoint.headName, DistillCheckpoint.generatorOptimizerName, DistillCheckpoint.criticOptimizerName]
+            return try DistillCheckpoint.write(step: step, run: runDirectory, keep: config.keepCheckpoints, files: files, fill: { partial in
                 func save(_ net: UNet<T>, _ file: String, role: String) throws {
                     var m = metadata
                     m["role"] = role
@@ -397,21 +452,22 @@ public final class DistillTrainer<T: TensorScalar> {
                 try networks.head.file(step: step).write(to: partial.appendingPathComponent(DistillCheckpoint.headName))
                 try optimizers.generator.save(to: partial.appendingPathComponent(DistillCheckpoint.generatorOptimizerName))
                 try optimizers.critic.save(to: partial.appendingPathComponent(DistillCheckpoint.criticOptimizerName))
-                let files = CheckpointFolders.sizes(of: [DistillCheckpoint.generatorName, DistillCheckpoint.generatorEMAName,
-                                                         DistillCheckpoint.fakeName, DistillCheckpoint.headName,
-                                                         DistillCheckpoint.generatorOptimizerName, DistillCheckpoint.criticOptimizerName],
-                                                    in: partial)
-                let manifest = DistillCheckpointManifest(
-                    format: DistillCheckpointManifest.format, formatVersion: DistillCheckpointManifest.formatVersion, step: step,
-                    config: config, generator: rng, loader: loader?.state, regressionCursor: regressionCursor, threads: Threads.count,
-                    dtype: T.dtypeTag, dataset: datasetName, datasetItems: loader?.count, classNames: classNames, files: files)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try encoder.encode(manifest).write(to: partial.appendingPathComponent(DistillCheckpoint.manifestName), options: .atomic)
-            }
-        } catch let e as CheckpointFolderError {
-            throw DistillError.badCheckpoint(e.description)
+            }, manifest: { files in
+                DistillCheckpointManifest(
+                    step: step, config: config, rngState: rng, loader: loader?.state, regressionCursor: regressionCursor,
+                    threads: Threads.count, dtype: T.dtypeTag, dataset: datasetName, datasetItems: loader?.count,
+                    classNames: classNames, files: files)
+            })
         }
+    }
+
+    /// `body` with the run folder locked: the lock held since `init`, or one taken for the call
+    /// when `run()` has released it.
+    private func holdingLock<R>(_ body: () throws -> R) throws -> R {
+        if lock != nil { return try body() }
+        let held = try RunFolderLock(runDirectory)
+        defer { withExtendedLifetime(held) {} }
+        return try body()
     }
 
     // MARK: Helpers
@@ -444,11 +500,5 @@ public final class DistillTrainer<T: TensorScalar> {
             throw DistillError.dataMismatch("\(r.pairsFile): pairs of \(pairs.latents.shape) with \(pairs.config.labelDim) classes do not fit the teacher (\(n.inChannels)×\(n.resolution)×\(n.resolution), \(n.labelDim) classes)")
         }
         return pairs
-    }
-
-    static func createFolder(_ url: URL) throws {
-        do { try CheckpointFolders.createFolder(url) } catch let e as CheckpointFolderError {
-            throw DistillError.badCheckpoint(e.description)
-        }
     }
 }

@@ -22,8 +22,8 @@
 // `<name>.exp_avg` and `<name>.exp_avg_sq` (T's dtype, the parameter's shape) and `<name>.step`
 // (I64 scalar, k), plus metadata: format "swift-dmd2.adamw", format_version "1", step (calls
 // to `step()`), dtype, lr, beta1, beta2, eps, weight_decay, warm_up_steps. Restoring is strict:
-// a missing, unexpected, mis-shaped or mis-typed key, or different hyper-parameters, is an
-// `OptimizerStateError` naming the key.
+// a missing, unexpected, mis-shaped or mis-typed key, a NaN or ±∞ moment, or different
+// hyper-parameters, is a `CheckpointError` (DMD2Core) naming the key.
 import DMD2Core
 import Foundation
 import SafeTensors
@@ -66,25 +66,6 @@ public struct AdamWConfig: Codable, Equatable, Sendable {
         guard warmUpSteps > 0, t < warmUpSteps else { return learningRate }
         return learningRate * Double(t) / Double(warmUpSteps)
     }
-}
-
-/// A saved optimiser state that does not fit the optimiser.
-public struct OptimizerStateError: Error, CustomStringConvertible, Equatable {
-    public enum Kind: String, Sendable, Equatable {
-        case missingKey, unexpectedKey, shapeMismatch, dtypeMismatch, badMetadata, hyperParameterMismatch
-    }
-    public var kind: Kind
-    /// The tensor or metadata key concerned.
-    public var key: String
-    public var message: String
-
-    public init(_ kind: Kind, key: String, _ message: String) {
-        self.kind = kind
-        self.key = key
-        self.message = message
-    }
-
-    public var description: String { "optimizer state: \(message)" }
 }
 
 /// AdamW over named parameters (see the file header for the update and the state format).
@@ -184,30 +165,30 @@ public final class AdamW<T: TensorScalar> {
     public func restore(_ file: SafeTensorsFile) throws {
         let meta = file.metadata
         guard meta["format"] == Self.format else {
-            throw OptimizerStateError(.badMetadata, key: "format", "metadata 'format' is \(meta["format"].map { "'\($0)'" } ?? "absent"), expected '\(Self.format)'")
+            throw CheckpointError(.badMetadata, key: "format", "metadata 'format' is \(meta["format"].map { "'\($0)'" } ?? "absent"), expected '\(Self.format)'")
         }
         guard meta["format_version"] == Self.formatVersion else {
-            throw OptimizerStateError(.badMetadata, key: "format_version", "metadata 'format_version' is \(meta["format_version"] ?? "absent"), expected \(Self.formatVersion)")
+            throw CheckpointError(.badMetadata, key: "format_version", "metadata 'format_version' is \(meta["format_version"] ?? "absent"), expected \(Self.formatVersion)")
         }
         for (key, expected) in hyperParameterMetadata.sorted(by: { $0.key < $1.key }) where meta[key] != expected {
-            throw OptimizerStateError(key == "dtype" ? .dtypeMismatch : .hyperParameterMismatch, key: key,
+            throw CheckpointError(key == "dtype" ? .dtypeMismatch : .hyperParameterMismatch, key: key,
                                       "metadata '\(key)' is \(meta[key] ?? "absent"), this optimiser has \(expected)")
         }
         guard let s = meta["step"], let step = Int(s), step >= 0 else {
-            throw OptimizerStateError(.badMetadata, key: "step", "metadata 'step' is \(meta["step"] ?? "absent"), not a count")
+            throw CheckpointError(.badMetadata, key: "step", "metadata 'step' is \(meta["step"] ?? "absent"), not a count")
         }
         let known = Set(names.flatMap { ["\($0).exp_avg", "\($0).exp_avg_sq", "\($0).step"] })
         for key in file.tensors.keys.sorted() where !known.contains(key) {
-            throw OptimizerStateError(.unexpectedKey, key: key, "unexpected key '\(key)': no parameter of this optimiser has it")
+            throw CheckpointError(.unexpectedKey, key: key, "unexpected key '\(key)': no parameter of this optimiser has it")
         }
         var m: [Tensor<T>] = [], v: [Tensor<T>] = [], steps: [Int] = []
         for (name, p) in zip(names, parameters) {
             m.append(try moment("\(name).exp_avg", shape: p.shape, in: file))
             v.append(try moment("\(name).exp_avg_sq", shape: p.shape, in: file))
             let key = "\(name).step"
-            guard let record = file[key] else { throw OptimizerStateError(.missingKey, key: key, "missing key '\(key)'") }
+            guard let record = file[key] else { throw CheckpointError(.missingKey, key: key, "missing key '\(key)'") }
             guard record.dtype == .I64, record.shape == [], let k = try? record.int64s().first, k >= 0, k <= step else {
-                throw OptimizerStateError(.badMetadata, key: key, "key '\(key)' must be an I64 scalar in 0…\(step), got \(record.dtype.rawValue) \(record.shape)")
+                throw CheckpointError(.badMetadata, key: key, "key '\(key)' must be an I64 scalar in 0…\(step), got \(record.dtype.rawValue) \(record.shape)")
             }
             steps.append(Int(k))
         }
@@ -218,14 +199,16 @@ public final class AdamW<T: TensorScalar> {
     }
 
     private func moment(_ key: String, shape: [Int], in file: SafeTensorsFile) throws -> Tensor<T> {
-        guard let record = file[key] else { throw OptimizerStateError(.missingKey, key: key, "missing key '\(key)' (shape \(shape))") }
+        guard let record = file[key] else { throw CheckpointError(.missingKey, key: key, "missing key '\(key)' (shape \(shape))") }
         guard record.shape == shape else {
-            throw OptimizerStateError(.shapeMismatch, key: key, "key '\(key)' has shape \(record.shape), expected \(shape)")
+            throw CheckpointError(.shapeMismatch, key: key, "key '\(key)' has shape \(record.shape), expected \(shape)")
         }
         guard record.dtype.rawValue == T.dtypeTag else {
-            throw OptimizerStateError(.dtypeMismatch, key: key, "key '\(key)' is \(record.dtype.rawValue), this optimiser keeps \(T.dtypeTag)")
+            throw CheckpointError(.dtypeMismatch, key: key, "key '\(key)' is \(record.dtype.rawValue), this optimiser keeps \(T.dtypeTag)")
         }
-        return try Tensor<T>(record)
+        let value = try Tensor<T>(record)
+        try CheckpointError.checkFinite(value, key: key)                // garbage bytes read as NaN
+        return value
     }
 
     /// Hyper-parameters and dtype as metadata strings (Double's `description` round-trips exactly).

@@ -94,3 +94,102 @@ public enum CheckpointFolders {
         return target
     }
 }
+
+// MARK: One mechanism for both trainers' checkpoints
+
+/// What every trainer's checkpoint manifest (`state.json`) carries: its format and version,
+/// the step, and the files of the checkpoint with their sizes.
+public protocol RunCheckpointManifest: Codable, Sendable {
+    /// "swift-dmd2.teacher-checkpoint", "swift-dmd2.distill-checkpoint".
+    static var format: String { get }
+    /// The version written; `readableVersions` lists those still read.
+    static var formatVersion: Int { get }
+    static var readableVersions: ClosedRange<Int> { get }
+    /// "teacher checkpoint", "distillation checkpoint" (in messages).
+    static var kind: String { get }
+    var format: String { get }
+    var formatVersion: Int { get }
+    var step: Int { get }
+    var files: [String: Int] { get }
+}
+
+/// A trainer's checkpoint layout: its manifest type and the error it reports a checkpoint that
+/// cannot be used with. Conforming (an enum holding the file names) gives the functions below.
+public protocol RunCheckpointLayout {
+    associatedtype Manifest: RunCheckpointManifest
+    /// The trainer's error for a checkpoint that cannot be used (the message names the file).
+    static func badCheckpoint(_ message: String) -> any Error
+}
+
+extension RunCheckpointLayout {
+    public static var manifestName: String { "state.json" }
+
+    /// `step-00000500`.
+    public static func folderName(step: Int) -> String { CheckpointFolders.folderName(step: step) }
+
+    /// The complete checkpoints under `run/checkpoints`, oldest first.
+    public static func all(in run: URL) -> [(step: Int, url: URL)] { CheckpointFolders.all(in: run, manifestName: manifestName) }
+
+    /// The newest complete checkpoint of a run, or nil.
+    public static func latest(in run: URL) -> URL? { all(in: run).last?.url }
+
+    /// A checkpoint folder's manifest, with every listed file present at its recorded size.
+    public static func manifest(at folder: URL) throws -> Manifest {
+        let url = folder.appendingPathComponent(manifestName)
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw badCheckpoint("\(url.path): cannot read (\(error.localizedDescription))")
+        }
+        let manifest: Manifest
+        do { manifest = try JSONDecoder().decode(Manifest.self, from: data) } catch {
+            throw badCheckpoint("\(url.path): not a \(Manifest.kind) manifest (\(error))")
+        }
+        guard manifest.format == Manifest.format, Manifest.readableVersions.contains(manifest.formatVersion) else {
+            throw badCheckpoint("\(url.path): format \(manifest.format) v\(manifest.formatVersion), expected \(Manifest.format) v\(Manifest.readableVersions.lowerBound)…\(Manifest.readableVersions.upperBound)")
+        }
+        do { try CheckpointFolders.checkFiles(manifest.files, in: folder, manifestName: manifestName) } catch let e as CheckpointFolderError {
+            throw badCheckpoint(e.description)
+        }
+        return manifest
+    }
+
+    /// The checkpoint folder a path designates: nil for a file (used as is); the folder itself
+    /// when it holds a manifest; a run folder's newest checkpoint.
+    public static func checkpointFolder(designatedBy url: URL) throws -> URL? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw badCheckpoint("\(url.path): no such file or folder")
+        }
+        guard isDirectory.boolValue else { return nil }
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent(manifestName).path) { return url }
+        guard let latest = latest(in: url) else {
+            throw badCheckpoint("\(url.path): neither a \(Manifest.kind) folder (no \(manifestName)) nor a run folder with checkpoints/step-*")
+        }
+        return latest
+    }
+
+    /// Write `run/checkpoints/step-<step>` atomically (see `CheckpointFolders.write`): `fill`
+    /// writes the checkpoint's files into the partial folder, then the manifest `manifest` makes
+    /// from the sizes of `files` is written last (JSON, sorted keys). Old checkpoints are then
+    /// pruned to the newest `keep`.
+    @discardableResult
+    public static func write(step: Int, run: URL, keep: Int, files: [String], fill: (URL) throws -> Void,
+                             manifest: ([String: Int]) -> Manifest) throws -> URL {
+        do {
+            return try CheckpointFolders.write(step: step, run: run, manifestName: manifestName, keep: keep) { partial in
+                try fill(partial)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                let sizes = CheckpointFolders.sizes(of: files, in: partial)
+                try encoder.encode(manifest(sizes)).write(to: partial.appendingPathComponent(manifestName), options: .atomic)
+            }
+        } catch let e as CheckpointFolderError {
+            throw badCheckpoint(e.description)
+        }
+    }
+
+    /// Create a folder, reporting failure as the trainer's error.
+    public static func createFolder(_ url: URL) throws {
+        do { try CheckpointFolders.createFolder(url) } catch let e as CheckpointFolderError { throw badCheckpoint(e.description) }
+    }
+}

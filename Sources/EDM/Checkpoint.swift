@@ -9,30 +9,10 @@
 // (F32 for Float, F64 for Double). Writing is atomic (temporary file + fsync + rename).
 // Loading is strict: every parameter of the layout must be present with its exact shape, no
 // other key may appear, and `resample_filter` buffers, optional, must hold 0.25s; any
-// violation is a `CheckpointError` naming the key.
+// violation is a `CheckpointError` (DMD2Core) naming the key, and so is a NaN or ±∞ weight.
 import DMD2Core
 import Foundation
 import SafeTensors
-
-/// A checkpoint that does not fit the network.
-public struct CheckpointError: Error, CustomStringConvertible, Equatable {
-    public enum Kind: String, Sendable, Equatable {
-        case missingKey, unexpectedKey, shapeMismatch, badResampleFilter
-        case missingConfig, configMismatch, badMetadata
-    }
-    public var kind: Kind
-    /// The tensor or metadata key concerned.
-    public var key: String
-    public var message: String
-
-    public init(_ kind: Kind, key: String, _ message: String) {
-        self.kind = kind
-        self.key = key
-        self.message = message
-    }
-
-    public var description: String { "checkpoint: \(message)" }
-}
 
 /// A loaded checkpoint: the network and what the file says about it.
 public struct LoadedCheckpoint<T: TensorScalar> {
@@ -110,6 +90,7 @@ public enum EDMCheckpoint {
                 throw CheckpointError(.badMetadata, key: entry.name, "key '\(entry.name)': \(error)")
             }
             if entry.isParameter {
+                try CheckpointError.checkFinite(value, key: entry.name)
                 pairs.append((entry.name, Variable(value, requiresGrad: true, name: entry.name)))
             } else if let bad = value.scalars.first(where: { abs(Double($0) - 0.25) > 1e-6 }) {
                 throw CheckpointError(.badResampleFilter, key: entry.name,

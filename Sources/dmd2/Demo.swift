@@ -19,6 +19,7 @@ import ArgumentParser
 import DMD2
 import DMD2Core
 import EDM
+import EDMTraining
 import Foundation
 
 struct Demo: ParsableCommand {

@@ -9,6 +9,7 @@ import DMD2Core
 import DMD2Data
 import DMD2Train
 import EDM
+import EDMTraining
 import Foundation
 import SafeTensors
 
@@ -28,66 +29,64 @@ struct Distill: ParsableCommand {
             """)
 
     @OptionGroup var common: CommonOptions
-    @Option(name: .long, help: "The teacher: a network .safetensors file, or a train-teacher run or checkpoint folder (its EMA weights unless --raw-teacher).")
-    var teacher: String = "runs/teacher"
+    @OptionGroup var runOptions: RunOptions
+    @Option(name: .long, help: "The teacher: a network .safetensors file, or a train-teacher run or checkpoint folder (its EMA weights unless --raw-teacher; default runs/teacher). On resume the run's own copy is used; a --teacher given must be the same network.")
+    var teacher: String?
     @Flag(name: .long, help: "Use the raw (non-EMA) weights of a train-teacher folder.")
     var rawTeacher = false
     @Option(name: .long, help: "Real images for the GAN: an EDM dataset folder or zip, or a folder prepared by `dmd2 prepare-data` (its train/ is used).")
     var data: String = "data/fashion-mnist-64"
-    @Option(name: .long, help: "Images per iteration.")
-    var batch: Int = 8
-    @Option(name: .long, help: "Iterations in all (default 1000; on resume: the run's own).")
+    @Option(name: .long, parsing: .unconditional, help: "Iterations in all, ≥ 1 (default 1000; on resume: the run's own).")
     var iterations: Int?
-    @Option(name: .long, help: "Learning rate of both AdamW optimizers (DMD2 ImageNet: 2e-6).")
-    var lr: Double = 2e-6
-    @Option(name: .long, help: "Optimizer steps of linear learning-rate warm-up (each optimizer counts its own steps).")
-    var warmUp: Int = 0
-    @Option(name: .long, help: "AdamW's decoupled weight decay.")
-    var weightDecay: Double = 0.01
-    @Option(name: .long, help: "Two time-scale update ratio: G is updated every N-th iteration, the critic every iteration.")
-    var tturRatio: Int = 5
-    @Option(name: .customLong("gan-weight-g"), help: "Weight of the generator's GAN loss L_G.")
-    var ganWeightG: Double = 3e-3
-    @Option(name: .customLong("gan-weight-d"), help: "Weight of the discriminator loss L_D in the critic's loss.")
-    var ganWeightD: Double = 1e-2
+    @Option(name: .long, parsing: .unconditional, help: "Two time-scale update ratio: G is updated every N-th iteration, the critic every iteration (default 5).")
+    var tturRatio: Int?
+    @Option(name: .customLong("gan-weight-g"), parsing: .unconditional, help: "Weight of the generator's GAN loss L_G (default 3e-3).")
+    var ganWeightG: Double?
+    @Option(name: .customLong("gan-weight-d"), parsing: .unconditional, help: "Weight of the discriminator loss L_D in the critic's loss (default 1e-2).")
+    var ganWeightD: Double?
     @Flag(name: .long, help: "No GAN terms (no head, no real images).")
     var noGAN = false
     @Flag(name: .customLong("no-dm"), help: "No distribution matching loss (the paper's 'GAN alone' ablation).")
     var noDM = false
-    @Option(name: .long, help: "Clip each optimizer's global gradient norm to this.")
-    var clip: Double = 10
-    @Option(name: .long, help: "Keep an EMA of G with this decay β per generator step (default: no EMA).")
+    @Option(name: .long, parsing: .unconditional, help: "Keep an EMA of G with this decay β per generator step (default: no EMA).")
     var ema: Double?
-    @Option(name: .long, help: "Classifier-free guidance scale w on the real score: μ_real = D_∅ + w·(D_y − D_∅) (a teacher trained with label dropout).")
+    @Option(name: .long, parsing: .unconditional, help: "Classifier-free guidance scale w on the real score: μ_real = D_∅ + w·(D_y − D_∅) (a teacher trained with label dropout).")
     var realGuidance: Double?
-    @Option(name: .long, help: "Generator steps k (1: one step at σ = 80; DMD2's few-step generator: 4, on K[999], K[749], K[499], K[249]).")
-    var generatorSteps: Int = 1
+    @Option(name: .long, parsing: .unconditional, help: "Generator steps k (1, the default: one step at σ = 80; DMD2's few-step generator: 4, on K[999], K[749], K[499], K[249]).")
+    var generatorSteps: Int?
     @Flag(name: .long, help: "Train a few-step generator on noised real images instead of its own rollout (the ablation; needs --data).")
     var noBackwardSimulation = false
     @Option(name: .long, help: "Original DMD's regression loss: a pairs file from `dmd2 make-pairs`.")
     var regressionPairs: String?
-    @Option(name: .long, help: "Weight of the regression loss (L2 to the teacher's samples).")
-    var regressionWeight: Double = 0.25
-    @Option(name: .long, help: "Read at most this many real images (balanced over classes).")
-    var maxItems: Int?
-    @Option(name: .long, help: "Seed of the head's initialisation, the data order and every draw.")
-    var seed: UInt64 = 0
-    @Option(name: .long, help: "A checkpoint every N iterations (and at the end); 0: only at the end.")
-    var checkpointEvery: Int = 500
-    @Option(name: .long, help: "Checkpoints kept (the newest); 0 keeps all.")
-    var keep: Int = 3
-    @Option(name: .customLong("run"), help: "Run folder (an existing one with checkpoints is resumed).")
+    @Option(name: .long, parsing: .unconditional, help: "Weight of the regression loss (L2 to the teacher's samples; default 0.25).")
+    var regressionWeight: Double?
+    @Option(name: .customLong("run"), help: "Run folder (an existing one with checkpoints is resumed; flags must then agree with the run's settings).")
     var runFolder: String = "runs/distill"
     @Option(name: .long, help: "Write the debug state of one generator + one critic step on a tiny random network to this file, replay it, and exit.")
     var debugState: String?
 
+    /// Where each setting of the run's config comes from on the command line.
+    static let flags = [
+        "network": "--teacher", "teacher": "--teacher", "batchSize": "--batch", "generatorOptimizer.learningRate": "--lr",
+        "criticOptimizer.learningRate": "--lr", "generatorOptimizer.warmUpSteps": "--warm-up", "criticOptimizer.warmUpSteps": "--warm-up",
+        "generatorOptimizer.weightDecay": "--weight-decay", "criticOptimizer.weightDecay": "--weight-decay",
+        "tturRatio": "--ttur-ratio", "distributionMatching": "--no-dm", "gan": "--no-gan", "ganWeightGenerator": "--gan-weight-g",
+        "ganWeightCritic": "--gan-weight-d", "maxGradNorm": "--clip", "ema": "--ema", "realGuidance": "--real-guidance",
+        "regression": "--regression-pairs", "regression.pairsFile": "--regression-pairs", "regression.weight": "--regression-weight",
+        "seed": "--seed", "checkpointInterval": "--checkpoint-every", "keepCheckpoints": "--keep", "maxItems": "--max-items",
+        "generatorSteps": "--generator-steps", "backwardSimulation": "--no-backward-simulation",
+    ]
+
     func validate() throws {
-        guard (iterations ?? 0) >= 0, batch > 0, lr >= 0, warmUp >= 0, tturRatio >= 1, checkpointEvery >= 0, keep >= 0, clip > 0 else {
-            throw ValidationError("--iterations, --lr, --warm-up, --checkpoint-every, --keep must be ≥ 0; --batch, --ttur-ratio, --clip > 0")
+        if let iterations, iterations < 1 { throw ValidationError("--iterations must be ≥ 1, got \(iterations) (a run of no iterations writes no checkpoint)") }
+        if let tturRatio, tturRatio < 1 { throw ValidationError("--ttur-ratio must be ≥ 1, got \(tturRatio)") }
+        for (flag, value) in [("--gan-weight-g", ganWeightG), ("--gan-weight-d", ganWeightD), ("--regression-weight", regressionWeight)] {
+            if let value, !(value >= 0 && value.isFinite) { throw ValidationError("\(flag) must be finite and ≥ 0, got \(value)") }
         }
+        if let realGuidance, !realGuidance.isFinite { throw ValidationError("--real-guidance must be finite, got \(realGuidance)") }
         if let ema, !(0...1).contains(ema) { throw ValidationError("--ema must be a decay in [0, 1], got \(ema)") }
         if noGAN && noDM && regressionPairs == nil { throw ValidationError("--no-gan and --no-dm leave G without a loss (add --regression-pairs)") }
-        guard (1...SigmaGrid.dmd2.count).contains(generatorSteps) else {
+        if let generatorSteps, !(1...SigmaGrid.dmd2.count).contains(generatorSteps) {
             throw ValidationError("--generator-steps must lie in 1…\(SigmaGrid.dmd2.count), got \(generatorSteps)")
         }
     }
@@ -96,12 +95,28 @@ struct Distill: ParsableCommand {
         common.apply()
         if let debugState { return try writeDebugState(to: URL(fileURLWithPath: debugState)) }
         let runURL = URL(fileURLWithPath: runFolder)
+        try RunFolder.checkWritable(runURL, what: "run folder (--run)")
         let trainer: DistillTrainer<Float>
         var notes: [String] = []
         if DistillCheckpoint.latest(in: runURL) != nil {
             let manifest = try DistillCheckpoint.manifest(at: DistillCheckpoint.latest(in: runURL)!)
-            let dataset = manifest.config.readsRealImages ? try openDataset(channels: manifest.config.network.inChannels) : nil
-            trainer = try DistillTrainer<Float>(resuming: runURL, dataset: dataset, iterations: iterations, report: { notes.append($0) })
+            let run = manifest.config
+            var requested = distillConfig(run.network, base: run)
+            let requestedTeacher = try teacher.map { _ in try loadTeacher().net }  // another --teacher is a conflict
+            if let requestedTeacher { requested.network = requestedTeacher.config }
+            let ignore = runOptions.ignoreChangedSettings
+            if ignore {
+                let changes = SettingChange.between(run, requested, ignoring: ["iterations"])
+                if !changes.isEmpty { notes.append(conflictsMessage(changes, flags: Self.flags, ignored: true)) }
+            }
+            let dataset = run.readsRealImages ? try openDataset(channels: run.network.inChannels) : nil
+            do {
+                trainer = try DistillTrainer<Float>(resuming: runURL, dataset: dataset, iterations: iterations,
+                                                    expecting: ignore ? nil : requested, teacher: ignore ? nil : requestedTeacher,
+                                                    report: { notes.append($0) })
+            } catch DistillError.changedSettings(let changes) {
+                throw CLIError(conflictsMessage(changes, flags: Self.flags, ignored: false))
+            }
             print("resuming \(runFolder) at iteration \(trainer.step) of \(trainer.config.iterations)")
         } else {
             let loaded = try loadTeacher()
@@ -153,20 +168,44 @@ struct Distill: ParsableCommand {
         print("sample: dmd2 sample --generator \(runFolder)")
     }
 
-    func distillConfig(_ network: UNetConfig) -> DistillConfig {
-        DistillConfig(network: network, batchSize: batch, iterations: iterations ?? 1000, learningRate: lr, warmUpSteps: warmUp,
-                      weightDecay: weightDecay, tturRatio: tturRatio, distributionMatching: !noDM, gan: !noGAN,
-                      ganWeightGenerator: ganWeightG, ganWeightCritic: ganWeightD, maxGradNorm: clip, ema: ema.map { .decay($0) },
-                      realGuidance: realGuidance,
-                      regression: regressionPairs.map { RegressionSettings(pairsFile: $0, weight: regressionWeight) },
-                      seed: seed, checkpointInterval: checkpointEvery, keepCheckpoints: keep, maxItems: maxItems,
-                      generatorSteps: generatorSteps, backwardSimulation: !noBackwardSimulation)
+    /// The run's settings from the flags: the defaults with the given flags applied, or (on
+    /// resume) the run's own with the given flags applied, to compare.
+    func distillConfig(_ network: UNetConfig, base: DistillConfig? = nil) -> DistillConfig {
+        var c = base ?? DistillConfig(network: network, batchSize: 8, iterations: 1000, learningRate: 2e-6, warmUpSteps: 0,
+                                      weightDecay: 0.01, tturRatio: 5, ganWeightGenerator: 3e-3, ganWeightCritic: 1e-2, maxGradNorm: 10,
+                                      seed: 0, checkpointInterval: 500, keepCheckpoints: 3)
+        let o = runOptions
+        if let batch = o.batch { c.batchSize = batch }
+        if let iterations { c.iterations = iterations }
+        o.apply(to: &c.generatorOptimizer)
+        o.apply(to: &c.criticOptimizer)
+        if let tturRatio { c.tturRatio = tturRatio }
+        if noDM { c.distributionMatching = false }
+        if noGAN { c.gan = false }
+        if let ganWeightG { c.ganWeightGenerator = ganWeightG }
+        if let ganWeightD { c.ganWeightCritic = ganWeightD }
+        if let clip = o.clip { c.maxGradNorm = clip }
+        if let ema { c.ema = .decay(ema) }
+        if let realGuidance { c.realGuidance = realGuidance }
+        if let regressionPairs {
+            c.regression = RegressionSettings(pairsFile: URL(fileURLWithPath: regressionPairs).standardizedFileURL.path,
+                                              weight: regressionWeight ?? c.regression?.weight ?? 0.25)
+        } else if let regressionWeight, c.regression != nil {
+            c.regression?.weight = regressionWeight
+        }
+        if let seed = o.seed { c.seed = seed }
+        if let every = o.checkpointEvery { c.checkpointInterval = every }
+        if let keep = o.keep { c.keepCheckpoints = keep }
+        if let maxItems = o.maxItems { c.maxItems = maxItems }
+        if let generatorSteps { c.generatorSteps = generatorSteps }
+        if noBackwardSimulation { c.backwardSimulation = false }
+        return c
     }
 
     /// The teacher network at --teacher (a train-teacher folder's EMA weights unless --raw-teacher
     /// or it kept none).
     func loadTeacher() throws -> LoadedCheckpoint<Float> {
-        try loadTeacherNetwork(teacher, raw: rawTeacher)
+        try loadTeacherNetwork(teacher ?? "runs/teacher", raw: rawTeacher)
     }
 
     /// The dataset at --data, read with the teacher's channel count.
@@ -187,6 +226,7 @@ struct Distill: ParsableCommand {
 
     func writeDebugState(to url: URL) throws {
         let started = ProcessInfo.processInfo.systemUptime
+        let seed = runOptions.seed ?? 0, generatorSteps = generatorSteps ?? 1
         let inputs = DebugState.randomInputs(seed: seed, generatorSteps: generatorSteps, backwardSimulation: !noBackwardSimulation)
         let file = try DebugState.record(inputs)
         try file.write(to: url)

@@ -13,6 +13,7 @@ import DMD2Metrics
 import DMD2Plot
 import DMD2Train
 import EDM
+import EDMTraining
 import Foundation
 
 struct Eval: ParsableCommand {
@@ -33,34 +34,36 @@ struct Eval: ParsableCommand {
     var checkpoint: String = "runs/teacher"
     @Option(name: .long, help: "Evaluate a DMD2 generator instead of a teacher: a distill run folder (its newest checkpoint), a checkpoint folder or a generator .safetensors (the sampler options are ignored).")
     var generator: String?
-    @Option(name: .long, help: "Images to generate and measure.")
+    @Option(name: .long, parsing: .unconditional, help: "Images to generate and measure.")
     var count: Int = 100
-    @Option(name: .long, help: "Images per sampler call.")
+    @Option(name: .long, parsing: .unconditional, help: "Images per sampler call.")
     var batch: Int = 16
     @Option(name: .long, help: "Seed of the noise.")
     var seed: UInt64 = 0
     @Option(name: .long, help: "A prepare-data folder (its test/ is the reference) or an EDM dataset folder/zip.")
     var data: String = "data/fashion-mnist-64"
-    @Option(name: .long, help: "Reference images: the first N of the reference set (0: all).")
+    @Option(name: .long, parsing: .unconditional, help: "Reference images: the first N of the reference set (0: all).")
     var referenceCount: Int = 1000
     @Option(name: .long, help: "Class-consistency classifier (default: the one bundled with the package).")
     var classifier: String?
     @Flag(name: .long, help: "Skip the Inception metrics even when the weights are present.")
     var noFID = false
-    @Option(name: .long, help: "KID: random subsets and their size (capped at the set sizes).")
+    @Option(name: .long, parsing: .unconditional, help: "KID: random subsets and their size (capped at the set sizes).")
     var kidSubsets: Int = 100
-    @Option(name: .long) var kidSubsetSize: Int = 1000
+    @Option(name: .long, parsing: .unconditional) var kidSubsetSize: Int = 1000
     @Option(name: .long, help: "Output folder: metrics.json, grid.png (+ grid.txt), spectrum.svg, spectrum.png.")
     var out: String = "runs/eval"
 
     func validate() throws {
-        guard count >= 2, batch >= 1, referenceCount >= 0, kidSubsets >= 1, kidSubsetSize >= 2 else {
-            throw ValidationError("--batch, --kid-subsets must be ≥ 1, --count and --kid-subset-size ≥ 2, --reference-count ≥ 0")
+        for (flag, value, least) in [("--count", count, 2), ("--batch", batch, 1), ("--reference-count", referenceCount, 0),
+                                     ("--kid-subsets", kidSubsets, 1), ("--kid-subset-size", kidSubsetSize, 2)] where value < least {
+            throw ValidationError("\(flag) must be ≥ \(least), got \(value)")
         }
     }
 
     func run() throws {
         common.apply()
+        try RunFolder.checkWritable(URL(fileURLWithPath: out), what: "output folder (--out)")
         let started = ProcessInfo.processInfo.systemUptime
         let source = try generator.map { try generatorSource(URL(fileURLWithPath: $0)) } ?? teacherSource()
         let outURL = URL(fileURLWithPath: out)

@@ -4,7 +4,9 @@ import ArgumentParser
 import DMD2
 import DMD2Core
 import DMD2Data
+import DMD2Train
 import EDM
+import EDMTraining
 import Foundation
 
 struct Sample: ParsableCommand {
@@ -23,7 +25,7 @@ struct Sample: ParsableCommand {
     var stepsOverride: Int?
     @Option(name: .long, help: "Classes, one row each: 'all' or a comma list such as 0,3,7.")
     var classes: String = "all"
-    @Option(name: .long, help: "Samples per class (the grid's columns).")
+    @Option(name: .long, parsing: .unconditional, help: "Samples per class (the grid's columns).")
     var perClass: Int = 8
     @Option(name: .long, help: "Seed of the noise.")
     var seed: UInt64 = 0
@@ -31,7 +33,7 @@ struct Sample: ParsableCommand {
     var out: String = "runs/samples.png"
 
     func validate() throws {
-        guard perClass >= 1 else { throw ValidationError("--per-class must be ≥ 1") }
+        guard perClass >= 1 else { throw ValidationError("--per-class must be ≥ 1, got \(perClass)") }
         if let stepsOverride {
             guard generator != nil else { throw ValidationError("--steps-override applies to --generator") }
             guard (1...SigmaGrid.dmd2.count).contains(stepsOverride) else {
@@ -42,6 +44,8 @@ struct Sample: ParsableCommand {
 
     func run() throws {
         common.apply()
+        // Before any sampling: the grid's folder must take files.
+        try RunFolder.checkWritable(URL(fileURLWithPath: out).deletingLastPathComponent(), what: "output folder of --out")
         if let generator { return try sampleGenerator(at: URL(fileURLWithPath: generator)) }
         let file = try TeacherCheckpoint.networkFile(at: URL(fileURLWithPath: checkpoint), ema: sampling.weights == .ema)
         let loaded: LoadedCheckpoint<Float>

@@ -18,7 +18,7 @@ struct SamplerOptions: ParsableArguments {
     @Flag var weights: Weights = .ema
     @Option(name: .long, help: "heun (deterministic, NFE 2n − 1), euler (NFE n) or stochastic (Heun with EDM's churn).")
     var sampler: SamplerKind = .heun
-    @Option(name: .long, help: "Sampler steps n.")
+    @Option(name: .long, parsing: .unconditional, help: "Sampler steps n.")
     var steps: Int = 18
     @Option(name: .long, help: "Classifier-free guidance scale w (1: conditional; needs a model trained with label dropout).")
     var guidance: Double?
@@ -29,7 +29,7 @@ struct SamplerOptions: ParsableArguments {
     @Option(name: .long) var sNoise: Double = 1.003
 
     func validate() throws {
-        guard steps >= 1 else { throw ValidationError("--steps must be ≥ 1") }
+        guard steps >= 1 else { throw ValidationError("--steps must be ≥ 1, got \(steps)") }
     }
 
     /// The EDM sampler these options describe.

@@ -5,6 +5,7 @@ import DMD2Core
 import DMD2Data
 import DMD2Train
 import EDM
+import EDMTraining
 import Foundation
 
 struct TrainTeacher: ParsableCommand {
@@ -14,66 +15,69 @@ struct TrainTeacher: ParsableCommand {
         discussion: "The run folder (--out) gets log.jsonl (one line per step) and checkpoints/step-N/ with the network, its EMA, the optimizer state and the RNG/loader state. --resume continues the newest checkpoint bitwise identically (with the same --threads); only --steps may change on resume. Sample with `dmd2 sample --checkpoint <out>`.")
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var runOptions: RunOptions
     @Option(name: .long, help: "EDM dataset folder or zip, or a folder prepared by `dmd2 prepare-data` (its train/ is used).")
     var data: String = "data/fashion-mnist-64"
-    @Option(name: .long, help: "Network preset: \(UNetConfig.presets.keys.sorted().joined(separator: ", ")).")
-    var preset: String = "cpu64Tiny"
-    @Option(name: .long, help: "Image channels (default: the preset's; the data is converted on reading).")
+    @Option(name: .long, help: "Network preset: \(UNetConfig.presets.keys.sorted().joined(separator: ", ")) (default cpu64Tiny).")
+    var preset: String?
+    @Option(name: .long, parsing: .unconditional, help: "Image channels (default: the preset's; the data is converted on reading).")
     var channels: Int?
-    @Option(name: .long, help: "Label dropout p: train the unconditional denoiser D_∅ on a fraction p of the images, for classifier-free guidance (default: the preset's; cpu64Tiny and cpu64Small: 0.1).")
+    @Option(name: .long, parsing: .unconditional, help: "Label dropout p: train the unconditional denoiser D_∅ on a fraction p of the images, for classifier-free guidance (default: the preset's; cpu64Tiny and cpu64Small: 0.1).")
     var labelDropout: Double?
-    @Option(name: .long, help: "Training steps in all (default 2000; on --resume: the run's own).")
+    @Option(name: .long, parsing: .unconditional, help: "Training steps in all, ≥ 1 (default 2000; on --resume: the run's own).")
     var steps: Int?
-    @Option(name: .long, help: "Images per step.")
-    var batch: Int = 32
-    @Option(name: .long, help: "Peak learning rate (AdamW).")
-    var lr: Double = 1e-3
-    @Option(name: .long, help: "Steps of linear learning-rate warm-up.")
-    var warmUp: Int = 200
-    @Option(name: .long, help: "AdamW's decoupled weight decay.")
-    var weightDecay: Double = 0
-    @Option(name: .long, help: "Clip the global gradient norm to this (default: no clipping).")
-    var clip: Double?
-    @Option(name: .long, help: "EMA half-life in images (EDM: 500000), limited by the ramp-up.")
-    var emaHalfLife: Double = 500_000
-    @Option(name: .long, help: "EMA ramp-up ratio: the half-life is at most this fraction of the images seen (EDM: 0.05).")
-    var emaRampUp: Double = 0.05
+    @Option(name: .long, parsing: .unconditional, help: "EMA half-life in images (EDM: 500000, the default), limited by the ramp-up.")
+    var emaHalfLife: Double?
+    @Option(name: .long, parsing: .unconditional, help: "EMA ramp-up ratio: the half-life is at most this fraction of the images seen (EDM: 0.05, the default; 0: none).")
+    var emaRampUp: Double?
     @Flag(name: .long, help: "Keep no EMA.")
     var noEMA = false
     @Flag(name: .long, help: "Mirror training images at random.")
     var xflip = false
-    @Option(name: .long, help: "Train on at most this many images (balanced over classes).")
-    var maxItems: Int?
-    @Option(name: .long, help: "A checkpoint every N steps (and at the end); 0: only at the end.")
-    var checkpointEvery: Int = 500
-    @Option(name: .long, help: "Checkpoints kept (the newest); 0 keeps all.")
-    var keep: Int = 3
     @Option(name: .long, help: "Run folder.")
     var out: String = "runs/teacher"
-    @Flag(name: .long, help: "Resume the newest checkpoint in --out (its settings are used; --steps may extend the run).")
+    @Flag(name: .long, help: "Resume the newest checkpoint in --out (its settings are used; --steps may extend the run; other flags must agree with the run's).")
     var resume = false
-    @Option(name: .long, help: "Seed of the weights, the data order and the noise.")
-    var seed: UInt64 = 0
+
+    /// Where each setting of the run's config comes from on the command line.
+    static let flags = [
+        "network": "--preset", "network.labelDropout": "--label-dropout", "network.inChannels": "--channels",
+        "network.outChannels": "--channels", "batchSize": "--batch", "optimizer.learningRate": "--lr",
+        "optimizer.warmUpSteps": "--warm-up", "optimizer.weightDecay": "--weight-decay", "maxGradNorm": "--clip",
+        "ema": "--ema-half-life/--ema-ramp-up/--no-ema", "xflip": "--xflip", "maxItems": "--max-items",
+        "checkpointInterval": "--checkpoint-every", "keepCheckpoints": "--keep", "seed": "--seed",
+    ]
 
     func validate() throws {
-        guard UNetConfig.presets[preset] != nil else {
+        if let preset, UNetConfig.presets[preset] == nil {
             throw ValidationError("unknown --preset \(preset); choose one of \(UNetConfig.presets.keys.sorted().joined(separator: ", "))")
         }
         if let channels, channels != 1 && channels != 3 { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
         if let labelDropout, !(0...1).contains(labelDropout) { throw ValidationError("--label-dropout must lie in [0, 1], got \(labelDropout)") }
-        guard (steps ?? 0) >= 0, batch > 0, lr > 0, warmUp >= 0, checkpointEvery >= 0, keep >= 0 else {
-            throw ValidationError("--steps, --warm-up, --checkpoint-every, --keep must be ≥ 0 and --batch, --lr > 0")
-        }
+        if let steps, steps < 1 { throw ValidationError("--steps must be ≥ 1, got \(steps) (a run of no steps writes no checkpoint)") }
+        if let emaHalfLife, !(emaHalfLife > 0 && emaHalfLife.isFinite) { throw ValidationError("--ema-half-life must be finite and > 0, got \(emaHalfLife)") }
+        if let emaRampUp, !(emaRampUp >= 0 && emaRampUp.isFinite) { throw ValidationError("--ema-ramp-up must be finite and ≥ 0, got \(emaRampUp)") }
     }
 
     func run() throws {
         common.apply()
         let runURL = URL(fileURLWithPath: out)
+        try RunFolder.checkWritable(runURL, what: "run folder (--out)")
         let dataset = try openDataset()
         let progressBar: ProgressBar
         let trainer: TeacherTrainer<Float>
         var notes: [String] = []
         if resume {
+            if let folder = TeacherCheckpoint.latest(in: runURL) {
+                let run = try TeacherCheckpoint.manifest(at: folder).config
+                let changes = SettingChange.between(run, trainingConfig(base: run), ignoring: ["steps"])
+                if !changes.isEmpty {
+                    guard runOptions.ignoreChangedSettings else {
+                        throw CLIError(conflictsMessage(changes, flags: Self.flags, ignored: false))
+                    }
+                    notes.append(conflictsMessage(changes, flags: Self.flags, ignored: true))
+                }
+            }
             trainer = try TeacherTrainer<Float>(resuming: runURL, dataset: dataset, steps: steps, report: { notes.append($0) })
             print("resuming \(out) at step \(trainer.step) of \(trainer.config.steps)")
         } else {
@@ -82,7 +86,7 @@ struct TrainTeacher: ParsableCommand {
         let c = trainer.config
         let net = trainer.denoiser.net
         print("data: \(dataset.name), \(trainer.loader.count) images \(c.network.resolution)×\(c.network.resolution)×\(c.network.inChannels), \(dataset.classCount) classes")
-        print("network: \(resume ? "from checkpoint" : preset), \(net.parameters.scalarCount.formatted()) parameters, ≈ \(String(format: "%.2f", 3 * c.network.forwardCost().total / 1e9)) GFLOP per image per step")
+        print("network: \(resume ? "from checkpoint" : preset ?? "cpu64Tiny"), \(net.parameters.scalarCount.formatted()) parameters, ≈ \(String(format: "%.2f", 3 * c.network.forwardCost().total / 1e9)) GFLOP per image per step")
         if c.network.labelDim > 0 { print("label dropout: \(c.network.labelDropout)\(c.network.labelDropout > 0 ? " (classifier-free guidance: dmd2 sample --guidance, dmd2 distill --real-guidance)" : "")") }
         print("training: \(c.steps) steps × batch \(c.batchSize), AdamW lr \(c.optimizer.learningRate) (warm-up \(c.optimizer.warmUpSteps)), wd \(c.optimizer.weightDecay), EMA \(c.ema?.summary ?? "off"), threads \(Threads.count)")
         for note in notes { print(note) }
@@ -116,16 +120,44 @@ struct TrainTeacher: ParsableCommand {
         print("sample: dmd2 sample --checkpoint \(out)")
     }
 
-    func trainingConfig() -> TeacherTrainingConfig {
-        var network = UNetConfig.presets[preset]!
-        if let channels { network = network.withImageChannels(channels) }
-        if let labelDropout { network.labelDropout = labelDropout }
-        return TeacherTrainingConfig(
-            network: network, batchSize: batch,
-            optimizer: AdamWConfig(learningRate: lr, weightDecay: weightDecay, warmUpSteps: warmUp),
-            ema: noEMA ? nil : .halfLife(images: emaHalfLife, rampUp: emaRampUp > 0 ? emaRampUp : nil),
-            steps: steps ?? 2000, checkpointInterval: checkpointEvery, keepCheckpoints: keep, seed: seed, xflip: xflip,
-            maxGradNorm: clip, maxItems: maxItems)
+    /// The run's settings from the flags: the defaults with the given flags applied, or (on
+    /// resume) the run's own with the given flags applied, to compare.
+    func trainingConfig(base: TeacherTrainingConfig? = nil) -> TeacherTrainingConfig {
+        var config = base ?? TeacherTrainingConfig(
+            network: UNetConfig.presets["cpu64Tiny"]!, batchSize: 32,
+            optimizer: AdamWConfig(learningRate: 1e-3, weightDecay: 0, warmUpSteps: 200),
+            ema: .halfLife(images: 500_000, rampUp: 0.05), steps: 2000, checkpointInterval: 500, keepCheckpoints: 3, seed: 0,
+            xflip: false, maxGradNorm: nil, maxItems: nil)
+        if let preset {
+            let run = config.network
+            config.network = UNetConfig.presets[preset]!
+            if base != nil {                       // --channels and --label-dropout are compared on their own
+                config.network = config.network.withImageChannels(run.inChannels)
+                config.network.labelDropout = run.labelDropout
+            }
+        }
+        if let channels { config.network = config.network.withImageChannels(channels) }
+        if let labelDropout { config.network.labelDropout = labelDropout }
+        if let steps { config.steps = steps }
+        let o = runOptions
+        if let batch = o.batch { config.batchSize = batch }
+        o.apply(to: &config.optimizer)
+        if let clip = o.clip { config.maxGradNorm = clip }
+        if let maxItems = o.maxItems { config.maxItems = maxItems }
+        if let seed = o.seed { config.seed = seed }
+        if let every = o.checkpointEvery { config.checkpointInterval = every }
+        if let keep = o.keep { config.keepCheckpoints = keep }
+        if xflip { config.xflip = true }
+        if noEMA {
+            config.ema = nil
+        } else if emaHalfLife != nil || emaRampUp != nil || (base == nil) {
+            var halfLife = 500_000.0, rampUp: Double? = 0.05
+            if case .halfLife(let h, let r)? = config.ema { halfLife = h; rampUp = r }
+            if let emaHalfLife { halfLife = emaHalfLife }
+            if let emaRampUp { rampUp = emaRampUp > 0 ? emaRampUp : nil }
+            config.ema = .halfLife(images: halfLife, rampUp: rampUp)
+        }
+        return config
     }
 
     /// The dataset at --data, read with the network's channel count.
@@ -144,7 +176,7 @@ struct TrainTeacher: ParsableCommand {
         if resume, let folder = TeacherCheckpoint.latest(in: URL(fileURLWithPath: out)) {
             readChannels = try TeacherCheckpoint.manifest(at: folder).config.network.inChannels
         } else {
-            readChannels = channels ?? UNetConfig.presets[preset]!.inChannels
+            readChannels = channels ?? UNetConfig.presets[preset ?? "cpu64Tiny"]!.inChannels
         }
         return try EDMDataset(url: url, channels: readChannels)
     }

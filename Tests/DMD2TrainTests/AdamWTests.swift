@@ -170,11 +170,11 @@ final class AdamWTests: CheckedTestCase {
         let w = Variable(Tensor<Float>.zeros([2, 2]), requiresGrad: true)
         let config = AdamWConfig(learningRate: 1e-3)
         let good = AdamW(parameters: [("w", w)], config: config).stateFile()
-        func expect(_ file: SafeTensorsFile, _ kind: OptimizerStateError.Kind, key: String, into config: AdamWConfig = config,
+        func expect(_ file: SafeTensorsFile, _ kind: CheckpointError.Kind, key: String, into config: AdamWConfig = config,
                     line: UInt = #line) {
             let fresh = AdamW(parameters: [("w", Variable(Tensor<Float>.zeros([2, 2]), requiresGrad: true))], config: config)
             XCTAssertThrowsError(try fresh.restore(file), line: line) { error in
-                guard let e = error as? OptimizerStateError else { return XCTFail("\(error)", line: line) }
+                guard let e = error as? CheckpointError else { return XCTFail("\(error)", line: line) }
                 XCTAssertEqual(e.kind, kind, "\(e)", line: line)
                 XCTAssertEqual(e.key, key, line: line)
                 XCTAssertTrue(e.description.contains(key), e.description, line: line)
@@ -202,6 +202,6 @@ final class AdamWTests: CheckedTestCase {
         expect(foreign, .badMetadata, key: "format")
         // A Double optimiser refuses a Float state by its dtype metadata.
         let double = AdamW(parameters: [("w", Variable(Tensor<Double>.zeros([2, 2]), requiresGrad: true))], config: config)
-        XCTAssertThrowsError(try double.restore(good)) { XCTAssertEqual(($0 as? OptimizerStateError)?.kind, .dtypeMismatch) }
+        XCTAssertThrowsError(try double.restore(good)) { XCTAssertEqual(($0 as? CheckpointError)?.kind, .dtypeMismatch) }
     }
 }

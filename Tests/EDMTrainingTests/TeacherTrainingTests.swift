@@ -5,6 +5,7 @@ import DMD2Core
 import DMD2Data
 import DMD2Train
 import EDM
+import EDMTraining
 import Foundation
 import SafeTensors
 import XCTest

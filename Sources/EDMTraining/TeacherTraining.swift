@@ -19,10 +19,15 @@
 //       ema.safetensors              the EMA network (when the run keeps an EMA)
 //       optimizer.safetensors        AdamW's m, v and steps (DMD2Train's format)
 //       state.json                   the manifest: format, step, the training config, the trainer's
-//                                    generator, the loader's state, thread count, dtype, file sizes
+//                                    random generator (`rng_state`), the loader's state, thread count,
+//                                    dtype, file sizes
+//   run.lock                         held (flock) by the process training in the folder
 // A checkpoint is written into a hidden sibling folder and renamed into place (rename(2) of a
 // folder is atomic), so a crash leaves the previous checkpoints and no partial one; the oldest are
-// then pruned down to `keepCheckpoints`. Loading is strict: the manifest's files must exist with
+// then pruned down to `keepCheckpoints` (DMD2Train's `RunCheckpointLayout`, shared with DMD2's
+// trainer). Nothing non-finite is saved: the weights, AdamW's moments and the EMA are checked
+// after every update and before every write (`NonFinite.checkState`). The run folder is locked
+// from `init` until `run()` returns or the trainer is released (`RunFolderLock`). Loading is strict: the manifest's files must exist with
 // their recorded sizes, and the safetensors files load strictly (a missing, unexpected or
 // mis-shaped key is an error naming it).
 // Bitwise resume needs the same thread count (parallel reductions are chunked by it) and the
@@ -31,6 +36,7 @@ import DMD2Core
 import DMD2Data
 import DMD2Ops
 import DMD2Train
+import EDM
 import Foundation
 import SafeTensors
 
@@ -88,8 +94,9 @@ public struct TeacherTrainingConfig: Codable, Equatable, Sendable {
         func fail(_ m: String) -> TeacherTrainingError { .badConfig(m) }
         do { try network.validate() } catch { throw fail("\(error)") }
         guard batchSize > 0 else { throw fail("batch size \(batchSize) must be positive") }
-        guard steps >= 0, checkpointInterval >= 0, keepCheckpoints >= 0 else {
-            throw fail("steps \(steps), checkpoint interval \(checkpointInterval) and kept checkpoints \(keepCheckpoints) must be ≥ 0")
+        guard steps >= 1 else { throw fail("steps \(steps) must be ≥ 1 (a run of no steps writes no checkpoint)") }
+        guard checkpointInterval >= 0, keepCheckpoints >= 0 else {
+            throw fail("checkpoint interval \(checkpointInterval) and kept checkpoints \(keepCheckpoints) must be ≥ 0")
         }
         if let maxGradNorm, !(maxGradNorm > 0 && maxGradNorm.isFinite) { throw fail("max gradient norm \(maxGradNorm) must be finite and > 0") }
         if let maxItems, maxItems <= 0 { throw fail("max items \(maxItems) must be positive") }
@@ -104,6 +111,12 @@ public struct TeacherTrainingConfig: Codable, Equatable, Sendable {
         case nil: break
         }
     }
+
+    /// `validate()`, and the optimiser's settings representable in `T` (the network's precision).
+    public func validate<T: TensorScalar>(in _: T.Type) throws {
+        try validate()
+        if let problem = optimizer.precisionProblem(in: T.self) { throw TeacherTrainingError.badConfig(problem) }
+    }
 }
 
 /// Why a run could not start, resume or save.
@@ -115,6 +128,8 @@ public enum TeacherTrainingError: Error, CustomStringConvertible, Equatable {
     case badCheckpoint(String)
     /// A fresh run in a folder that already has checkpoints.
     case runExists(String)
+    /// A resume asked to change settings of the run (each change named).
+    case changedSettings([SettingChange])
 
     public var description: String {
         switch self {
@@ -122,6 +137,8 @@ public enum TeacherTrainingError: Error, CustomStringConvertible, Equatable {
         case .dataMismatch(let m): "dataset: \(m)"
         case .badCheckpoint(let m): "checkpoint: \(m)"
         case .runExists(let m): m
+        case .changedSettings(let changes):
+            "resuming would change the run's settings:\n" + changes.map { "  \($0)" }.joined(separator: "\n")
         }
     }
 }
@@ -149,17 +166,20 @@ public struct TeacherStepRecord: Codable, Equatable, Sendable {
 }
 
 /// The manifest of a checkpoint folder (`state.json`).
-public struct TeacherCheckpointManifest: Codable, Equatable, Sendable {
+public struct TeacherCheckpointManifest: RunCheckpointManifest, Equatable {
     public static let format = "swift-dmd2.teacher-checkpoint"
-    public static let formatVersion = 1
+    /// 2: the trainer's random generator is stored as `rng_state` (v1: `generator`; still read).
+    public static let formatVersion = 2
+    public static let readableVersions = 1...2
+    public static let kind = "teacher checkpoint"
 
     public var format: String
     public var formatVersion: Int
     public var step: Int
     public var imagesSeen: Int
     public var config: TeacherTrainingConfig
-    /// The trainer's generator after this step.
-    public var generator: RandomGenerator
+    /// The trainer's random generator after this step.
+    public var rngState: RandomGenerator
     public var loader: DataLoader.State
     public var threads: Int
     /// "F32" or "F64".
@@ -171,64 +191,68 @@ public struct TeacherCheckpointManifest: Codable, Equatable, Sendable {
     /// Files of the checkpoint and their sizes in bytes.
     public var files: [String: Int]
 
+    public init(format: String = Self.format, formatVersion: Int = Self.formatVersion, step: Int, imagesSeen: Int,
+                config: TeacherTrainingConfig, rngState: RandomGenerator, loader: DataLoader.State, threads: Int, dtype: String,
+                dataset: String, datasetItems: Int, classNames: [String]?, files: [String: Int]) {
+        self.format = format
+        self.formatVersion = formatVersion
+        self.step = step
+        self.imagesSeen = imagesSeen
+        self.config = config
+        self.rngState = rngState
+        self.loader = loader
+        self.threads = threads
+        self.dtype = dtype
+        self.dataset = dataset
+        self.datasetItems = datasetItems
+        self.classNames = classNames
+        self.files = files
+    }
+
     enum CodingKeys: String, CodingKey {
-        case format, step, config, generator, loader, threads, dtype, dataset, files
+        case format, step, config, loader, threads, dtype, dataset, files
         case formatVersion = "format_version", imagesSeen = "images_seen", datasetItems = "dataset_items"
-        case classNames = "class_names"
+        case classNames = "class_names", rngState = "rng_state"
+    }
+    /// Version 1's name of `rng_state`.
+    enum LegacyKeys: String, CodingKey { case generator }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        format = try c.decode(String.self, forKey: .format)
+        formatVersion = try c.decode(Int.self, forKey: .formatVersion)
+        step = try c.decode(Int.self, forKey: .step)
+        imagesSeen = try c.decode(Int.self, forKey: .imagesSeen)
+        config = try c.decode(TeacherTrainingConfig.self, forKey: .config)
+        if let rng = try c.decodeIfPresent(RandomGenerator.self, forKey: .rngState) {
+            rngState = rng
+        } else {
+            rngState = try decoder.container(keyedBy: LegacyKeys.self).decode(RandomGenerator.self, forKey: .generator)
+        }
+        loader = try c.decode(DataLoader.State.self, forKey: .loader)
+        threads = try c.decode(Int.self, forKey: .threads)
+        dtype = try c.decode(String.self, forKey: .dtype)
+        dataset = try c.decode(String.self, forKey: .dataset)
+        datasetItems = try c.decode(Int.self, forKey: .datasetItems)
+        classNames = try c.decodeIfPresent([String].self, forKey: .classNames)
+        files = try c.decode([String: Int].self, forKey: .files)
     }
 }
 
-/// Checkpoint folders of a run: finding, reading, resolving a path to a network file.
-public enum TeacherCheckpoint {
-    public static let manifestName = "state.json"
+/// Checkpoint folders of a teacher run: the file names; finding, reading and writing them
+/// (`folderName`, `all`, `latest`, `manifest(at:)`, `write`) is DMD2Train's `RunCheckpointLayout`.
+public enum TeacherCheckpoint: RunCheckpointLayout {
+    public typealias Manifest = TeacherCheckpointManifest
     public static let networkName = "net.safetensors"
     public static let emaName = "ema.safetensors"
     public static let optimizerName = "optimizer.safetensors"
 
-    /// `checkpoints/step-00000200`.
-    public static func folderName(step: Int) -> String { CheckpointFolders.folderName(step: step) }
-
-    /// The complete checkpoints under `run/checkpoints`, oldest first.
-    public static func all(in run: URL) -> [(step: Int, url: URL)] { CheckpointFolders.all(in: run, manifestName: manifestName) }
-
-    /// The newest complete checkpoint of a run, or nil.
-    public static func latest(in run: URL) -> URL? { all(in: run).last?.url }
-
-    /// A checkpoint folder's manifest, with every listed file present at its recorded size.
-    public static func manifest(at folder: URL) throws -> TeacherCheckpointManifest {
-        let url = folder.appendingPathComponent(manifestName)
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw TeacherTrainingError.badCheckpoint("\(url.path): cannot read (\(error.localizedDescription))")
-        }
-        let manifest: TeacherCheckpointManifest
-        do { manifest = try JSONDecoder().decode(TeacherCheckpointManifest.self, from: data) } catch {
-            throw TeacherTrainingError.badCheckpoint("\(url.path): not a teacher checkpoint manifest (\(error))")
-        }
-        guard manifest.format == TeacherCheckpointManifest.format, manifest.formatVersion == TeacherCheckpointManifest.formatVersion else {
-            throw TeacherTrainingError.badCheckpoint("\(url.path): format \(manifest.format) v\(manifest.formatVersion), expected \(TeacherCheckpointManifest.format) v\(TeacherCheckpointManifest.formatVersion)")
-        }
-        do { try CheckpointFolders.checkFiles(manifest.files, in: folder, manifestName: manifestName) } catch let e as CheckpointFolderError {
-            throw TeacherTrainingError.badCheckpoint(e.description)
-        }
-        return manifest
-    }
+    public static func badCheckpoint(_ message: String) -> any Error { TeacherTrainingError.badCheckpoint(message) }
 
     /// The network file a path designates: a `.safetensors` file as is; a checkpoint folder's
     /// EMA network (`ema: true`, when it has one) or raw network; a run folder's newest checkpoint.
     public static func networkFile(at url: URL, ema: Bool) throws -> URL {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw TeacherTrainingError.badCheckpoint("\(url.path): no such file or folder")
-        }
-        guard isDirectory.boolValue else { return url }
-        var folder = url
-        if !FileManager.default.fileExists(atPath: url.appendingPathComponent(manifestName).path) {
-            guard let latest = latest(in: url) else {
-                throw TeacherTrainingError.badCheckpoint("\(url.path): neither a checkpoint folder (no \(manifestName)) nor a run folder with checkpoints/step-*")
-            }
-            folder = latest
-        }
+        guard let folder = try checkpointFolder(designatedBy: url) else { return url }
         let manifest = try manifest(at: folder)
         if ema {
             guard manifest.files[emaName] != nil else {
@@ -257,6 +281,8 @@ public final class TeacherTrainer<T: TensorScalar> {
     private let datasetName: String
     private let log: JSONLinesLog
     private let report: (String) -> Void
+    /// Held from `init` until `run()` returns (or the trainer is released).
+    private var lock: RunFolderLock?
 
     public var parameters: ParameterStore<T> { denoiser.parameters }
     /// The EMA network (nil without EMA).
@@ -272,12 +298,17 @@ public final class TeacherTrainer<T: TensorScalar> {
     /// - Parameter report: notes for the user (resume warnings, pruned checkpoints).
     public init(config: TeacherTrainingConfig, dataset: any ImageDataset, runDirectory: URL,
                 report: @escaping (String) -> Void = { _ in }) throws {
-        try config.validate()
+        try config.validate(in: T.self)
         try Self.checkDataset(dataset, config.network)
-        if let existing = TeacherCheckpoint.latest(in: runDirectory) {
-            throw TeacherTrainingError.runExists("\(runDirectory.path) already holds checkpoints (\(existing.lastPathComponent)); resume it or choose another --out")
+        func refuseExisting() throws {
+            guard let existing = TeacherCheckpoint.latest(in: runDirectory) else { return }
+            let user = RunFolderLock.holder(of: runDirectory).map { $0 > 0 ? " and is in use by PID \($0)" : " and is in use by another run" } ?? ""
+            throw TeacherTrainingError.runExists("\(runDirectory.path) already holds checkpoints (\(existing.lastPathComponent))\(user); resume it or choose another --out")
         }
-        try Self.createFolder(runDirectory.appendingPathComponent("checkpoints"))
+        try refuseExisting()
+        let lock = try RunFolderLock(runDirectory)
+        try refuseExisting()                                            // written before we locked
+        try TeacherCheckpoint.createFolder(runDirectory.appendingPathComponent("checkpoints"))
         var seeds = RandomGenerator(seed: config.seed)
         var weights = RandomGenerator(seed: seeds.next())
         let loaderSeed = seeds.next()
@@ -295,25 +326,38 @@ public final class TeacherTrainer<T: TensorScalar> {
         self.classNames = dataset.classNames
         self.datasetName = dataset.name
         self.report = report
+        self.lock = lock
         let logURL = runDirectory.appendingPathComponent("log.jsonl")
         try? FileManager.default.removeItem(at: logURL)                 // a run that never checkpointed
         self.log = try JSONLinesLog(url: logURL)
     }
 
-    /// Resume the newest checkpoint of `runDirectory`. `steps` may extend (or shorten) the run;
-    /// everything else comes from the checkpoint. The log is cut back to the checkpoint's step.
+    /// Resume the newest checkpoint of `runDirectory`. `steps` may extend (or shorten, not below
+    /// the checkpoint's step) the run; everything else comes from the checkpoint. `settings`, when
+    /// given, are the settings the caller asked for: any that differ from the run's (other than
+    /// `steps`) is a `changedSettings` error naming each. The log is cut back to the checkpoint's step.
     public init(resuming runDirectory: URL, dataset: any ImageDataset, steps: Int? = nil,
-                report: @escaping (String) -> Void = { _ in }) throws {
-        guard let folder = TeacherCheckpoint.latest(in: runDirectory) else {
-            throw TeacherTrainingError.badCheckpoint("\(runDirectory.path): no checkpoint to resume (checkpoints/step-*/\(TeacherCheckpoint.manifestName))")
+                expecting settings: TeacherTrainingConfig? = nil, report: @escaping (String) -> Void = { _ in }) throws {
+        func noCheckpoint() -> TeacherTrainingError {
+            .badCheckpoint("\(runDirectory.path): no checkpoint to resume (checkpoints/step-*/\(TeacherCheckpoint.manifestName))")
         }
+        guard TeacherCheckpoint.latest(in: runDirectory) != nil else { throw noCheckpoint() }
+        let lock = try RunFolderLock(runDirectory)
+        guard let folder = TeacherCheckpoint.latest(in: runDirectory) else { throw noCheckpoint() }
         let manifest = try TeacherCheckpoint.manifest(at: folder)
         guard manifest.dtype == T.dtypeTag else {
             throw TeacherTrainingError.badCheckpoint("\(folder.path): trained in \(manifest.dtype), resumed in \(T.dtypeTag)")
         }
+        if let settings {
+            let changes = SettingChange.between(manifest.config, settings, ignoring: ["steps"])
+            if !changes.isEmpty { throw TeacherTrainingError.changedSettings(changes) }
+        }
         var config = manifest.config
         if let steps { config.steps = steps }
-        try config.validate()
+        try config.validate(in: T.self)
+        guard config.steps >= manifest.step else {
+            throw TeacherTrainingError.badConfig("the run is at step \(manifest.step); steps \(config.steps) would end before it")
+        }
         try Self.checkDataset(dataset, config.network)
 
         let loaded: LoadedCheckpoint<T>
@@ -361,11 +405,12 @@ public final class TeacherTrainer<T: TensorScalar> {
         self.optimizer = optimizer
         self.ema = ema
         self.loader = loader
-        self.generator = manifest.generator
+        self.generator = manifest.rngState
         self.step = manifest.step
         self.classNames = manifest.classNames
         self.datasetName = dataset.name
         self.report = report
+        self.lock = lock
         let logURL = runDirectory.appendingPathComponent("log.jsonl")
         let resumedStep = manifest.step
         try JSONLinesLog.truncate(logURL) { ($0["step"] as? Int).map { $0 <= resumedStep } ?? false }
@@ -377,6 +422,10 @@ public final class TeacherTrainer<T: TensorScalar> {
     /// One training step (see the file header); also appends its line to log.jsonl.
     @discardableResult
     public func trainStep() throws -> TeacherStepRecord {
+        try holdingLock { try takeStep() }
+    }
+
+    private func takeStep() throws -> TeacherStepRecord {
         let started = ProcessInfo.processInfo.systemUptime
         let next = step + 1
         let batch = try loader.next()
@@ -396,6 +445,7 @@ public final class TeacherTrainer<T: TensorScalar> {
         step = next
         let images = step * config.batchSize
         let β = ema?.update(variables, batchImages: config.batchSize, imagesSeen: images)
+        try NonFinite.checkState(optimizer, ema: ema?.values, step: step, phase: .afterUpdate)
 
         let seconds = ProcessInfo.processInfo.systemUptime - started
         let record = TeacherStepRecord(step: step, loss: Double(loss.value.scalar), gradNorm: gradNorm, lr: lr, emaBeta: β,
@@ -408,7 +458,10 @@ public final class TeacherTrainer<T: TensorScalar> {
     /// Train until `config.steps`, writing a checkpoint every `checkpointInterval` steps and at
     /// the end. `onStep` sees every step, `onCheckpoint` every checkpoint written. A
     /// `NonFiniteError` stops the run before its update; the checkpoints on disk stay as they were.
+    /// The run folder's lock is released when this returns or throws.
     public func run(onStep: (TeacherStepRecord) -> Void = { _ in }, onCheckpoint: (URL) -> Void = { _ in }) throws {
+        defer { lock = nil }
+        if lock == nil { lock = try RunFolderLock(runDirectory) }
         while step < config.steps {
             let record = try trainStep()
             onStep(record)
@@ -425,15 +478,16 @@ public final class TeacherTrainer<T: TensorScalar> {
     /// Returns the checkpoint folder.
     @discardableResult
     public func saveCheckpoint() throws -> URL {
-        do {
-            return try CheckpointFolders.write(step: step, run: runDirectory, manifestName: TeacherCheckpoint.manifestName,
-                                               keep: config.keepCheckpoints) { partial in
-                let json = JSONEncoder()
-                json.outputFormatting = [.sortedKeys]                     // deterministic metadata
-                var metadata: [String: String] = [:]
-                if let classNames, let json = try? json.encode(classNames) {
-                    metadata["class_names"] = String(decoding: json, as: UTF8.self)
-                }
+        try holdingLock {
+            try NonFinite.checkState(optimizer, ema: ema?.values, step: step, phase: .beforeSave)
+            let json = JSONEncoder()
+            json.outputFormatting = [.sortedKeys]                         // deterministic metadata
+            var metadata: [String: String] = [:]
+            if let classNames, let json = try? json.encode(classNames) {
+                metadata["class_names"] = String(decoding: json, as: UTF8.self)
+            }
+            let files = [TeacherCheckpoint.networkName, TeacherCheckpoint.emaName, TeacherCheckpoint.optimizerName]
+            return try TeacherCheckpoint.write(step: step, run: runDirectory, keep: config.keepCheckpoints, files: files, fill: { partial in
                 try EDMCheckpoint.save(denoiser.net, to: partial.appendingPathComponent(TeacherCheckpoint.networkName),
                                        step: step, metadata: metadata)
                 if let emaNetwork {
@@ -443,20 +497,22 @@ public final class TeacherTrainer<T: TensorScalar> {
                                            step: step, metadata: emaMetadata)
                 }
                 try optimizer.save(to: partial.appendingPathComponent(TeacherCheckpoint.optimizerName))
-                let files = CheckpointFolders.sizes(of: [TeacherCheckpoint.networkName, TeacherCheckpoint.emaName,
-                                                         TeacherCheckpoint.optimizerName], in: partial)
-                let manifest = TeacherCheckpointManifest(
-                    format: TeacherCheckpointManifest.format, formatVersion: TeacherCheckpointManifest.formatVersion,
-                    step: step, imagesSeen: step * config.batchSize, config: config, generator: generator,
+            }, manifest: { files in
+                TeacherCheckpointManifest(
+                    step: step, imagesSeen: step * config.batchSize, config: config, rngState: generator,
                     loader: loader.state, threads: Threads.count, dtype: T.dtypeTag, dataset: datasetName,
                     datasetItems: loader.count, classNames: classNames, files: files)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try encoder.encode(manifest).write(to: partial.appendingPathComponent(TeacherCheckpoint.manifestName), options: .atomic)
-            }
-        } catch let e as CheckpointFolderError {
-            throw TeacherTrainingError.badCheckpoint(e.description)
+            })
         }
+    }
+
+    /// `body` with the run folder locked: the lock held since `init`, or one taken for the call
+    /// when `run()` has released it.
+    private func holdingLock<R>(_ body: () throws -> R) throws -> R {
+        if lock != nil { return try body() }
+        let held = try RunFolderLock(runDirectory)
+        defer { withExtendedLifetime(held) {} }
+        return try body()
     }
 
     // MARK: Helpers
@@ -472,12 +528,6 @@ public final class TeacherTrainer<T: TensorScalar> {
             guard dataset.classCount == network.labelDim else {
                 throw TeacherTrainingError.dataMismatch("\(dataset.name) has \(dataset.classCount) classes, the network is conditioned on \(network.labelDim)")
             }
-        }
-    }
-
-    static func createFolder(_ url: URL) throws {
-        do { try CheckpointFolders.createFolder(url) } catch let e as CheckpointFolderError {
-            throw TeacherTrainingError.badCheckpoint(e.description)
         }
     }
 }
