@@ -14,8 +14,10 @@ struct TrainTeacher: ParsableCommand {
         discussion: "The run folder (--out) gets log.jsonl (one line per step) and checkpoints/step-N/ with the network, its EMA, the optimizer state and the RNG/loader state. --resume continues the newest checkpoint bitwise identically (with the same --threads); only --steps may change on resume. Sample with `dmd2 sample --checkpoint <out>`.")
 
     @OptionGroup var common: CommonOptions
-    @Option(name: .long, help: "EDM dataset folder or zip, or a folder prepared by `dmd2 prepare-data` (its train/ is used).")
+    @Option(name: .long, help: "Training images: an EDM dataset folder or zip (a `dmd2 prepare-data` folder: its train/), a downsampled-ImageNet .npz or folder of .npz parts (its train files), or a folder of class sub-folders (docs/DATA.md).")
     var data: String = "data/fashion-mnist-64"
+    @Option(name: .long, help: dataFormatHelp)
+    var dataFormat: DataFormat?
     @Option(name: .long, help: "Network preset: \(UNetConfig.presets.keys.sorted().joined(separator: ", ")).")
     var preset: String = "cpu64Tiny"
     @Option(name: .long, help: "Image channels (default: the preset's; the data is converted on reading).")
@@ -77,9 +79,11 @@ struct TrainTeacher: ParsableCommand {
             trainer = try TeacherTrainer<Float>(resuming: runURL, dataset: dataset, steps: steps, report: { notes.append($0) })
             print("resuming \(out) at step \(trainer.step) of \(trainer.config.steps)")
         } else {
-            trainer = try TeacherTrainer<Float>(config: trainingConfig(), dataset: dataset, runDirectory: runURL)
+            trainer = try TeacherTrainer<Float>(config: trainingConfig(classes: dataset.classCount), dataset: dataset, runDirectory: runURL)
         }
         let c = trainer.config
+        try SystemMemory.check(Double(c.batchSize) * c.network.trainingBytesPerImageLowerBound,
+                               for: "a training step of \(c.batchSize) images", option: "--batch")
         let net = trainer.denoiser.net
         print("data: \(dataset.name), \(trainer.loader.count) images \(c.network.resolution)×\(c.network.resolution)×\(c.network.inChannels), \(dataset.classCount) classes")
         print("network: \(resume ? "from checkpoint" : preset), \(net.parameters.scalarCount.formatted()) parameters, ≈ \(String(format: "%.2f", 3 * c.network.forwardCost().total / 1e9)) GFLOP per image per step")
@@ -116,8 +120,10 @@ struct TrainTeacher: ParsableCommand {
         print("sample: dmd2 sample --checkpoint \(out)")
     }
 
-    func trainingConfig() -> TeacherTrainingConfig {
+    /// The run's settings; `classes` (the dataset's class count) sets the label dimension.
+    func trainingConfig(classes: Int? = nil) -> TeacherTrainingConfig {
         var network = UNetConfig.presets[preset]!
+        if let classes { network.labelDim = classes }
         if let channels { network = network.withImageChannels(channels) }
         if let labelDropout { network.labelDropout = labelDropout }
         return TeacherTrainingConfig(
@@ -128,24 +134,14 @@ struct TrainTeacher: ParsableCommand {
             maxGradNorm: clip, maxItems: maxItems)
     }
 
-    /// The dataset at --data, read with the network's channel count.
-    func openDataset() throws -> EDMDataset {
-        var url = URL(fileURLWithPath: data)
-        let fm = FileManager.default
-        guard fm.fileExists(atPath: url.path) else {
-            throw CLIError("no dataset at \(data): run `dmd2 prepare-data` first (it writes data/fashion-mnist-64), or pass --data")
-        }
-        // A prepare-data folder: use its train split.
-        if !fm.fileExists(atPath: url.appendingPathComponent("dataset.json").path),
-           fm.fileExists(atPath: url.appendingPathComponent("train").path) {
-            url = url.appendingPathComponent("train")
-        }
+    /// The dataset at --data (its train split), read with the network's channel count.
+    func openDataset() throws -> any ImageDataset {
         let readChannels: Int
         if resume, let folder = TeacherCheckpoint.latest(in: URL(fileURLWithPath: out)) {
             readChannels = try TeacherCheckpoint.manifest(at: folder).config.network.inChannels
         } else {
             readChannels = channels ?? UNetConfig.presets[preset]!.inChannels
         }
-        return try EDMDataset(url: url, channels: readChannels)
+        return try openData(data, format: dataFormat, split: .train, channels: readChannels)
     }
 }
