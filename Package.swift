@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
         .testTarget(name: "EDMTests", dependencies: ["EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "DMD2Checks", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
-        .testTarget(name: "DMD2DataTests", dependencies: ["DMD2Data", "DMD2Core"],
+        .testTarget(name: "DMD2DataTests", dependencies: ["DMD2Data", "DMD2Core", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "DMD2MetricsTests", dependencies: ["DMD2Metrics", "DMD2Data", "DMD2Core", "DMD2Ops"],
                     resources: [.copy("Resources")], swiftSettings: simd),
