@@ -102,7 +102,7 @@ let package = Package(
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "EDMTrainingTests", dependencies: ["EDMTraining", "EDM", "DMD2Core", "DMD2Train", "DMD2Data", "SafeTensors"],
                     swiftSettings: simd),
-        .testTarget(name: "DMD2DataTests", dependencies: ["DMD2Data", "DMD2Core"],
+        .testTarget(name: "DMD2DataTests", dependencies: ["DMD2Data", "DMD2Core", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "DMD2MetricsTests", dependencies: ["DMD2Metrics", "DMD2Data", "DMD2Core", "DMD2Ops"],
                     resources: [.copy("Resources")], swiftSettings: simd),

@@ -129,12 +129,7 @@ public final class EDMDataset: ImageDataset {
             }
         case .zip(let archive, let entries):
             guard let entry = entries[path] else { throw DataError(file: name, entry: path, "no such member") }
-            var data = Data()
-            data.reserveCapacity(Int(entry.uncompressedSize))
-            do { _ = try archive.extract(entry) { data.append($0) } } catch {
-                throw DataError(file: name, entry: path, "cannot read member (\(error))")
-            }
-            return data
+            return try ZipMembers.data(entry, of: archive, archiveName: name)
         }
     }
 

@@ -11,7 +11,7 @@
 // .npz (`np.savez`, `np.savez_compressed`): a zip whose members are "<name>.npy", stored or
 // deflated. We open it with ZIPFoundation and read members in full (small ones, like labels or
 // EDM's FID reference `mu`/`sigma`) or extract one to a file once (big ones, see
-// ImageNet64Dataset for why).
+// ImageNet64Dataset for why); either way every member's CRC-32 is checked (Checksum.swift).
 import Foundation
 import ZIPFoundation
 
@@ -88,6 +88,12 @@ public struct NPYHeader: Equatable, Sendable {
             guard let n = Int(digits), n >= 0 else { throw fail("cannot read 'shape'") }
             shape.append(n)
         }
+        var bytes = dtype.itemSize
+        for n in shape {
+            let (product, overflow) = bytes.multipliedReportingOverflow(by: n)
+            guard !overflow, product <= 1 << 48 else { throw fail("shape \(shape) is too large (more than 2^48 bytes)") }
+            bytes = product
+        }
         return NPYHeader(dtype: dtype, shape: shape, dataOffset: size)
     }
 
@@ -161,6 +167,11 @@ public final class NPZArchive {
         return entry
     }
 
+    /// A member's bytes as stored in the archive (the whole .npy), CRC-32 checked.
+    public func rawMember(_ name: String) throws -> Data {
+        try ZipMembers.data(try entry(name), of: archive, archiveName: url.path)
+    }
+
     /// The header of a member, reading only its first bytes.
     public func header(_ name: String) throws -> NPYHeader {
         let entry = try entry(name)
@@ -180,16 +191,10 @@ public final class NPZArchive {
         return try NPYHeader.parse(prefix, name: url.path, entry: name + ".npy")
     }
 
-    /// A whole member in memory: its header and its element bytes (CRC-checked).
+    /// A whole member in memory: its header and its element bytes (CRC-32 and size checked).
     public func read(_ name: String) throws -> (header: NPYHeader, bytes: Data) {
         let entry = try entry(name)
-        var data = Data()
-        data.reserveCapacity(Int(entry.uncompressedSize))
-        do {
-            _ = try archive.extract(entry) { data.append($0) }
-        } catch {
-            throw DataError(file: url, entry: name + ".npy", "cannot read member (\(error))")
-        }
+        let data = try ZipMembers.data(entry, of: archive, archiveName: url.path)
         let header = try NPYHeader.parse(data, name: url.path, entry: name + ".npy")
         guard data.count - header.dataOffset >= header.byteCount else {
             throw DataError(file: url, entry: name + ".npy",
@@ -221,27 +226,54 @@ public final class NPZArchive {
         return (header.shape, values)
     }
 
+    /// The CRC-32 and size the archive records for a member: a key of its content (reading the
+    /// member checks its bytes against both).
+    public func recordedChecksum(_ name: String) throws -> (crc: UInt32, size: UInt64) {
+        let entry = try entry(name)
+        return (entry.checksum, entry.uncompressedSize)
+    }
+
     /// Extract a member to `directory` once and return the file (a plain .npy) and its header.
     ///
-    /// The file name carries the member's CRC-32 and size, so a later call finds it and skips the
-    /// work; extraction goes to a temporary name first, so an interrupted run leaves no file that
-    /// looks complete. The member's CRC-32 is checked while extracting.
+    /// The cache is keyed by content: the file is named by the member's recorded CRC-32 and size
+    /// (not by the archive's path), and before a cached file is served its own CRC-32 and size are
+    /// computed and compared with that key (one sequential read, about a second per 1.5 GB); a
+    /// cached file that does not match is deleted and extracted again. Extraction checks the
+    /// member's CRC-32, so a corrupt archive fails ("bad CRC-32 in data.npy of X.npz") and leaves
+    /// nothing in the cache; it writes to a temporary name first, so an interrupted run leaves no
+    /// file that looks complete.
     public func extractOnce(_ name: String, to directory: URL) throws -> (file: URL, header: NPYHeader) {
         let entry = try entry(name)
         let fm = FileManager.default
-        let base = url.deletingPathExtension().lastPathComponent
         let target = directory.appendingPathComponent(
-            "\(base)-\(name)-\(String(entry.checksum, radix: 16))-\(entry.uncompressedSize).npy")
-        let existingSize = (try? target.resourceValues(forKeys: [.fileSizeKey]))?.fileSize
-        if existingSize.map(UInt64.init) != entry.uncompressedSize {
+            "npy-\(ZipMembers.hex8(entry.checksum))-\(entry.uncompressedSize).npy")
+        var usable = false
+        if fm.fileExists(atPath: target.path) {
+            if let (crc, size) = try? CRC32Checksum.ofFile(target), crc == entry.checksum, size == entry.uncompressedSize {
+                usable = true
+            } else {
+                try? fm.removeItem(at: target)           // a corrupt or partial cache is discarded, never served
+            }
+        }
+        if !usable {
+            let partial = directory.appendingPathComponent(target.lastPathComponent + ".partial-\(getpid())")
             do {
                 try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-                let partial = directory.appendingPathComponent(target.lastPathComponent + ".partial-\(getpid())")
                 try? fm.removeItem(at: partial)
-                _ = try archive.extract(entry, to: partial)
+                guard fm.createFile(atPath: partial.path, contents: nil) else {
+                    throw DataError(file: partial, "cannot create file")
+                }
+                let out = try FileHandle(forWritingTo: partial)
+                defer { try? out.close() }
+                try ZipMembers.extract(entry, of: archive, archiveName: url.path, bufferSize: 1 << 20) { try out.write(contentsOf: $0) }
+                try out.close()
                 try? fm.removeItem(at: target)
                 try fm.moveItem(at: partial, to: target)
+            } catch let error as DataError {
+                try? fm.removeItem(at: partial)
+                throw error
             } catch {
+                try? fm.removeItem(at: partial)
                 throw DataError(file: url, entry: name + ".npy", "cannot extract member to \(directory.path) (\(error))")
             }
         }

@@ -63,8 +63,12 @@ public struct EvaluationReference {
 
     /// The first `count` images of `dataset` (read with its own channels): diagnostics always;
     /// Inception features when `inception` is given, cached at `cacheURL` (a safetensors file with
-    /// the features and, in its metadata, the diagnostics) so they are computed once. A cache file
-    /// for another dataset, count or channel count is recomputed and replaced.
+    /// the features) so they are computed once.
+    ///
+    /// The cache is keyed by content, not by the dataset's path: the images are always decoded
+    /// (cheap next to the Inception network) to compute the diagnostics and a hash of the pixels,
+    /// labels, count and channels, and a cache file whose hash differs — another dataset, or the
+    /// same path after its files were replaced — or that cannot be read is recomputed and replaced.
     /// `progress(stage, done, total)` starts with done = 0.
     public static func prepare(
         dataset: any ImageDataset, count: Int? = nil, inception: InceptionV3FID?, cacheURL: URL?,
@@ -72,37 +76,49 @@ public struct EvaluationReference {
     ) throws -> EvaluationReference {
         let n = Swift.min(count ?? dataset.count, dataset.count)
         precondition(n >= 2, "EvaluationReference: dataset \(dataset.name) has \(dataset.count) images; need at least 2")
-        let key = ["dataset": dataset.name, "count": "\(n)", "channels": "\(dataset.channels)",
-                   "format": "swift-dmd2.reference-features", "format_version": "1"]
-        if inception != nil, let cacheURL, FileManager.default.fileExists(atPath: cacheURL.path) {
+        // Pass 1: diagnostics and the content hash, one batch of images at a time.
+        var acc = ImageDiagnostics.Accumulator()
+        var hash = ContentHash()
+        hash.update("swift-dmd2.reference-features")
+        for v in [n, dataset.channels, dataset.resolution] { hash.update(v) }
+        let batchSize = 16
+        progress?("reference images", 0, n)
+        for start in stride(from: 0, to: n, by: batchSize) {
+            let items = try (start..<Swift.min(n, start + batchSize)).map { try dataset.item($0) }
+            for item in items {
+                hash.update(item.image.pixels)
+                hash.update(item.label)
+            }
+            acc.add(Image8.batch(items.map(\.image)))
+            progress?("reference images", start + items.count, n)
+        }
+        let diagnostics = acc.result
+        guard let inception else {
+            return EvaluationReference(name: dataset.name, count: n, features: nil, statistics: nil, diagnostics: diagnostics)
+        }
+        let key = ["content": hash.hex, "count": "\(n)", "channels": "\(dataset.channels)",
+                   "format": "swift-dmd2.reference-features", "format_version": "2"]
+        if let cacheURL, FileManager.default.fileExists(atPath: cacheURL.path) {
             if let file = try? SafeTensorsFile(contentsOf: cacheURL),
                key.allSatisfy({ file.metadata[$0.key] == $0.value }),
-               let json = file.metadata["diagnostics"],
-               let diagnostics = try? JSONDecoder().decode(ImageDiagnostics.self, from: Data(json.utf8)),
-               let features: Tensor<Float> = try? file.tensor("features"), features.shape == [n, InceptionV3FID.featureCount] {
+               let features: Tensor<Float> = try? file.tensor("features"), features.shape == [n, InceptionV3FID.featureCount],
+               features.scalars.allSatisfy(\.isFinite) {
                 return EvaluationReference(name: dataset.name, count: n, features: features,
                                            statistics: FeatureStatistics(features: features), diagnostics: diagnostics)
             }
         }
-        // Diagnostics (cheap) and, with the network, features, one batch of images at a time.
-        var acc = ImageDiagnostics.Accumulator()
+        // Pass 2: the features.
         var features: [Float] = []
-        let batchSize = 16, stage = inception == nil ? "reference diagnostics" : "reference features"
-        progress?(stage, 0, n)
+        progress?("reference features", 0, n)
         for start in stride(from: 0, to: n, by: batchSize) {
             let images = try (start..<Swift.min(n, start + batchSize)).map { try dataset.item($0).image }
-            acc.add(Image8.batch(images))
-            if let inception { features += inception.features(images, batchSize: batchSize).scalars }
-            progress?(stage, start + images.count, n)
-        }
-        let diagnostics = acc.result
-        guard inception != nil else {
-            return EvaluationReference(name: dataset.name, count: n, features: nil, statistics: nil, diagnostics: diagnostics)
+            features += inception.features(images, batchSize: batchSize).scalars
+            progress?("reference features", start + images.count, n)
         }
         let f = Tensor<Float>(shape: [n, InceptionV3FID.featureCount], scalars: features)
         if let cacheURL {
             var metadata = key
-            metadata["diagnostics"] = String(decoding: try JSONEncoder().encode(diagnostics), as: UTF8.self)
+            metadata["dataset"] = dataset.name
             try FileManager.default.createDirectory(at: cacheURL.deletingLastPathComponent(), withIntermediateDirectories: true)
             try SafeTensorsFile(metadata: metadata, tensors: ["features": f.safeTensor()]).write(to: cacheURL)
         }

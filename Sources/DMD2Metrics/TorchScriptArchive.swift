@@ -38,10 +38,7 @@ public final class TorchScriptArchive {
         }
         let entry = pickles[0]
         prefix = String(entry.path.dropLast("data.pkl".count))
-        var data = Data()
-        do { _ = try archive.extract(entry) { data.append($0) } } catch {
-            throw DataError(file: url, entry: entry.path, "cannot read member: \(error)")
-        }
+        let data = try ZipMembers.data(entry, of: archive, archiveName: url.path)
         let root: PickleValue
         do {
             var reader = PickleReader(data)
@@ -50,16 +47,16 @@ public final class TorchScriptArchive {
             throw DataError(file: url, entry: entry.path, error.description)
         }
         guard case .object = root else {
-            throw DataError(file: url, entry: entry.path, "the pickle holds \(root), not a module object")
+            throw DataError(file: url, entry: entry.path, "the pickle holds \(root.kind), not a module object")
         }
         flatten(root, path: "")
     }
 
-    private func flatten(_ value: PickleValue, path: String) {
-        if case .object(let object) = value {
+    private func flatten(_ value: PickleValue, path: String, depth: Int = 0) {
+        if case .object(let object) = value, depth < 64 {           // a module tree is shallow; a cycle is not followed
             moduleClasses[path] = object.className
             for (name, child) in object.attributes {
-                flatten(child, path: path.isEmpty ? name : path + "." + name)
+                flatten(child, path: path.isEmpty ? name : path + "." + name, depth: depth + 1)
             }
         } else {
             attributes[path] = value
@@ -74,7 +71,7 @@ public final class TorchScriptArchive {
     /// The integer (or integer list) attribute at `path`, e.g. a conv's `stride` or `padding`.
     public func integers(_ path: String) throws -> [Int] {
         guard let value = attributes[path] else { throw DataError(file: url, entry: path, "missing attribute") }
-        guard let ints = value.integers else { throw DataError(file: url, entry: path, "expected an int or int list, found \(value)") }
+        guard let ints = value.integers else { throw DataError(file: url, entry: path, "expected an int or int list, found \(value.kind)") }
         return ints
     }
 
@@ -83,7 +80,7 @@ public final class TorchScriptArchive {
         guard let value = attributes[path] else {
             throw DataError(file: url, entry: path, "missing tensor (the file has \(tensorNames.count) tensors)")
         }
-        guard case .tensor(let t) = value else { throw DataError(file: url, entry: path, "expected a tensor, found \(value)") }
+        guard case .tensor(let t) = value else { throw DataError(file: url, entry: path, "expected a tensor, found \(value.kind)") }
         guard t.dtype == "float32" else { throw DataError(file: url, entry: path, "dtype \(t.dtype); only float32 is read") }
         let storage = try floatStorage(t.storageKey, count: t.storageCount)
         let count = t.shape.reduce(1, *)
@@ -115,11 +112,7 @@ public final class TorchScriptArchive {
     private func floatStorage(_ key: String, count: Int) throws -> [Float] {
         let path = prefix + "data/" + key
         guard let entry = archive[path] else { throw DataError(file: url, entry: path, "missing tensor storage member") }
-        var data = Data()
-        data.reserveCapacity(Int(entry.uncompressedSize))
-        do { _ = try archive.extract(entry) { data.append($0) } } catch {
-            throw DataError(file: url, entry: path, "cannot read member: \(error)")
-        }
+        let data = try ZipMembers.data(entry, of: archive, archiveName: url.path)
         guard data.count == 4 * count else {
             throw DataError(file: url, entry: path, "holds \(data.count) bytes; \(count) float32 values need \(4 * count)")
         }

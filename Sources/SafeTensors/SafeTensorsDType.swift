@@ -32,7 +32,7 @@ public enum SafeTensorsDType: String, Sendable, CaseIterable {
     }
 
     /// True for the floating-point types (F64, F32, F16, BF16).
-    var isFloatingPoint: Bool {
+    public var isFloatingPoint: Bool {
         switch self {
         case .F64, .F32, .F16, .BF16: true
         case .I64, .I32, .I16, .I8, .U8, .BOOL: false

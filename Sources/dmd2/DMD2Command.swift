@@ -9,14 +9,20 @@ struct DMD2Command: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dmd2",
         abstract: "DMD2 (Improved Distribution Matching Distillation) and its EDM teacher, on the CPU.",
-        subcommands: [Demo.self, GradCheckCommand.self, Info.self, PrepareData.self, TrainTeacher.self, Sample.self, TrainClassifier.self, Eval.self, Distill.self, MakePairs.self, Denoise.self, PlotLog.self, Report.self, Toy.self, ExportGoldens.self],
+        subcommands: [Demo.self, GradCheckCommand.self, Info.self, PrepareData.self, TrainTeacher.self, Sample.self, TrainClassifier.self, Eval.self, Distill.self, MakePairs.self, Convert.self, Denoise.self, PlotLog.self, Report.self, Toy.self, ExportGoldens.self],
         defaultSubcommand: Demo.self)
 }
 
 /// Options every subcommand shares.
 struct CommonOptions: ParsableArguments {
-    @Option(name: .long, help: "Threads for parallel loops and BLIS (default: $DMD2_NUM_THREADS or all cores).")
+    @Option(name: .long, help: "Threads for parallel loops and BLIS, 1…\(Threads.maximum) (default: $DMD2_NUM_THREADS or all cores).")
     var threads: Int?
+
+    func validate() throws {
+        if let threads, !(1...Threads.maximum).contains(threads) {
+            throw ValidationError("--threads must lie in 1…\(Threads.maximum) (the cap: more never helps on a CPU, and BLIS's OpenMP runtime crashes with tens of thousands), got \(threads)")
+        }
+    }
 
     @Option(name: .long, help: "Compute backend: cpu, reference, cuda, cuda-emu, shadow (cpu checked against reference, stops at the first divergence) or shadow:NAME (default: $DMD2_BACKEND or cpu).")
     var backend: String?

@@ -34,8 +34,10 @@ struct Distill: ParsableCommand {
     var teacher: String?
     @Flag(name: .long, help: "Use the raw (non-EMA) weights of a train-teacher folder.")
     var rawTeacher = false
-    @Option(name: .long, help: "Real images for the GAN: an EDM dataset folder or zip, or a folder prepared by `dmd2 prepare-data` (its train/ is used).")
+    @Option(name: .long, help: "Real images for the GAN: an EDM dataset folder or zip (a `dmd2 prepare-data` folder: its train/), a downsampled-ImageNet .npz or folder of .npz parts (its train files), or a folder of class sub-folders (docs/DATA.md).")
     var data: String = "data/fashion-mnist-64"
+    @Option(name: .long, help: dataFormatHelp)
+    var dataFormat: DataFormat?
     @Option(name: .long, parsing: .unconditional, help: "Iterations in all, ≥ 1 (default 1000; on resume: the run's own).")
     var iterations: Int?
     @Option(name: .long, parsing: .unconditional, help: "Two time-scale update ratio: G is updated every N-th iteration, the critic every iteration (default 5).")
@@ -130,6 +132,9 @@ struct Distill: ParsableCommand {
                                                 runDirectory: runURL, classNames: names ?? dataset?.classNames)
         }
         let c = trainer.config, n = c.network
+        // G, the fake critic and the real score each run forward (and G and the critic backward) on the batch.
+        try SystemMemory.check(2 * Double(c.batchSize) * n.trainingBytesPerImageLowerBound,
+                               for: "a distillation iteration of \(c.batchSize) images", option: "--batch")
         print("teacher: \(n.resolution)×\(n.resolution)×\(n.inChannels), \(n.labelDim) classes, \(n.parameterCount.formatted()) parameters per network (G, μ_real, μ_fake), head \(trainer.networks.head.parameters.scalarCount.formatted())")
         if let loader = trainer.loader { print("real images: \(loader.dataset.name), \(loader.count) images") }
         print("losses: \(c.distributionMatching ? "L_DM" : "no DM")\(c.gan ? String(format: " + %g·L_G; critic L_fake + %g·L_D", c.ganWeightGenerator, c.ganWeightCritic) : ", no GAN; critic L_fake")\(c.regression.map { String(format: "; + %g·L_reg (%@)", $0.weight, $0.pairsFile) } ?? "")\(c.realGuidance.map { String(format: "; real guidance %g", $0) } ?? "")")
@@ -208,20 +213,11 @@ struct Distill: ParsableCommand {
         try loadTeacherNetwork(teacher ?? "runs/teacher", raw: rawTeacher)
     }
 
-    /// The dataset at --data, read with the teacher's channel count.
-    func openDataset(channels: Int) throws -> EDMDataset {
-        var url = URL(fileURLWithPath: data)
-        let fm = FileManager.default
-        guard fm.fileExists(atPath: url.path) else {
-            let why = noGAN ? "a few-step generator without backward simulation trains on noised real images"
-                            : "the GAN needs real images; or use --no-gan"
-            throw CLIError("no dataset at \(data): run `dmd2 prepare-data --out \(data)` first or pass --data (\(why))")
-        }
-        if !fm.fileExists(atPath: url.appendingPathComponent("dataset.json").path),
-           fm.fileExists(atPath: url.appendingPathComponent("train").path) {
-            url = url.appendingPathComponent("train")
-        }
-        return try EDMDataset(url: url, channels: channels)
+    /// The dataset at --data (its train split), read with the teacher's channel count.
+    func openDataset(channels: Int) throws -> any ImageDataset {
+        let why = noGAN ? "a few-step generator without backward simulation trains on noised real images"
+                        : "the GAN needs real images; or use --no-gan"
+        return try openData(data, format: dataFormat, split: .train, channels: channels, why: why)
     }
 
     func writeDebugState(to url: URL) throws {
@@ -254,6 +250,6 @@ func loadTeacherNetwork(_ path: String, raw: Bool) throws -> LoadedCheckpoint<Fl
         file = try TeacherCheckpoint.networkFile(at: url, ema: false)
     }
     do { return try EDMCheckpoint.load(from: file) } catch {
-        throw CLIError("cannot load the teacher from \(file.path): \(error)")
+        throw CLIError("cannot load the teacher from", path: file.path, error)
     }
 }

@@ -40,8 +40,10 @@ struct Eval: ParsableCommand {
     var batch: Int = 16
     @Option(name: .long, help: "Seed of the noise.")
     var seed: UInt64 = 0
-    @Option(name: .long, help: "A prepare-data folder (its test/ is the reference) or an EDM dataset folder/zip.")
+    @Option(name: .long, help: "Reference images: a prepare-data folder (its test/), an EDM dataset folder/zip, a downsampled-ImageNet .npz or folder of parts (its val files), or a class-folder tree.")
     var data: String = "data/fashion-mnist-64"
+    @Option(name: .long, help: dataFormatHelp)
+    var dataFormat: DataFormat?
     @Option(name: .long, parsing: .unconditional, help: "Reference images: the first N of the reference set (0: all).")
     var referenceCount: Int = 1000
     @Option(name: .long, help: "Class-consistency classifier (default: the one bundled with the package).")
@@ -72,7 +74,7 @@ struct Eval: ParsableCommand {
         // The reference set, read with the generator's channel count.
         let channels = source.channels
         let referenceURL = try referenceSplit()
-        let referenceSet = try EDMDataset(url: referenceURL, channels: channels)
+        let referenceSet = try openData(data, format: dataFormat, split: .test, channels: channels)
         let inception = try loadInception()
         let classifierModel = try loadClassifier()
         let nRef = referenceCount == 0 ? referenceSet.count : min(referenceCount, referenceSet.count)
@@ -135,7 +137,7 @@ struct Eval: ParsableCommand {
         let file = try TeacherCheckpoint.networkFile(at: URL(fileURLWithPath: checkpoint), ema: sampling.weights == .ema)
         let loaded: LoadedCheckpoint<Float>
         do { loaded = try EDMCheckpoint.load(from: file) } catch {
-            throw CLIError("cannot load the network from \(file.path): \(error)")
+            throw CLIError("cannot load the network from", path: file.path, error)
         }
         let net = loaded.net, config = net.config
         if sampling.guidance != nil && config.labelDim == 0 { throw CLIError("--guidance needs a class-conditional network") }

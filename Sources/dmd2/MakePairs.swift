@@ -36,6 +36,10 @@ struct MakePairs: ParsableCommand {
         common.apply()
         let loaded = try loadTeacherNetwork(teacher, raw: rawTeacher)
         let c = loaded.net.config
+        // The pairs are held in memory (latents and samples) while a batch is sampled.
+        try SystemMemory.check(Double(batch) * c.samplingBytesPerImageLowerBound
+                                + 2 * 4 * Double(count) * Double(c.inChannels * c.resolution * c.resolution),
+                               for: "\(count) pairs sampled \(batch) at a time", option: "--count or --batch")
         print("teacher: \(teacher), \(c.resolution)×\(c.resolution)×\(c.inChannels), \(c.labelDim) classes")
         print("pairs: \(count), Heun \(steps) steps (NFE \(2 * steps - 1) per image), batch \(batch), seed \(seed), threads \(Threads.count)")
         let started = ProcessInfo.processInfo.systemUptime

@@ -41,4 +41,11 @@ struct PrepareData: ParsableCommand {
 struct CLIError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+
+    /// "<what> <path>: <error>", naming the path once: errors that already start with it
+    /// (SafeTensorsError, DataError) are not prefixed again ("…from X: X: …" was the old message).
+    init(_ what: String, path: String, _ error: Error) {
+        let text = "\(error)"
+        self.description = text.hasPrefix(path + ":") ? "\(what) \(text)" : "\(what) \(path): \(text)"
+    }
 }

@@ -50,7 +50,7 @@ struct Sample: ParsableCommand {
         let file = try TeacherCheckpoint.networkFile(at: URL(fileURLWithPath: checkpoint), ema: sampling.weights == .ema)
         let loaded: LoadedCheckpoint<Float>
         do { loaded = try EDMCheckpoint.load(from: file) } catch {
-            throw CLIError("cannot load the network from \(file.path): \(error)")
+            throw CLIError("cannot load the network from", path: file.path, error)
         }
         let net = loaded.net, config = net.config
         let classNames = loaded.metadata["class_names"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }

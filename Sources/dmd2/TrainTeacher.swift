@@ -16,8 +16,10 @@ struct TrainTeacher: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var runOptions: RunOptions
-    @Option(name: .long, help: "EDM dataset folder or zip, or a folder prepared by `dmd2 prepare-data` (its train/ is used).")
+    @Option(name: .long, help: "Training images: an EDM dataset folder or zip (a `dmd2 prepare-data` folder: its train/), a downsampled-ImageNet .npz or folder of .npz parts (its train files), or a folder of class sub-folders (docs/DATA.md).")
     var data: String = "data/fashion-mnist-64"
+    @Option(name: .long, help: dataFormatHelp)
+    var dataFormat: DataFormat?
     @Option(name: .long, help: "Network preset: \(UNetConfig.presets.keys.sorted().joined(separator: ", ")) (default cpu64Tiny).")
     var preset: String?
     @Option(name: .long, parsing: .unconditional, help: "Image channels (default: the preset's; the data is converted on reading).")
@@ -81,9 +83,11 @@ struct TrainTeacher: ParsableCommand {
             trainer = try TeacherTrainer<Float>(resuming: runURL, dataset: dataset, steps: steps, report: { notes.append($0) })
             print("resuming \(out) at step \(trainer.step) of \(trainer.config.steps)")
         } else {
-            trainer = try TeacherTrainer<Float>(config: trainingConfig(), dataset: dataset, runDirectory: runURL)
+            trainer = try TeacherTrainer<Float>(config: trainingConfig(classes: dataset.classCount), dataset: dataset, runDirectory: runURL)
         }
         let c = trainer.config
+        try SystemMemory.check(Double(c.batchSize) * c.network.trainingBytesPerImageLowerBound,
+                               for: "a training step of \(c.batchSize) images", option: "--batch")
         let net = trainer.denoiser.net
         print("data: \(dataset.name), \(trainer.loader.count) images \(c.network.resolution)×\(c.network.resolution)×\(c.network.inChannels), \(dataset.classCount) classes")
         print("network: \(resume ? "from checkpoint" : preset ?? "cpu64Tiny"), \(net.parameters.scalarCount.formatted()) parameters, ≈ \(String(format: "%.2f", 3 * c.network.forwardCost().total / 1e9)) GFLOP per image per step")
@@ -121,8 +125,9 @@ struct TrainTeacher: ParsableCommand {
     }
 
     /// The run's settings from the flags: the defaults with the given flags applied, or (on
-    /// resume) the run's own with the given flags applied, to compare.
-    func trainingConfig(base: TeacherTrainingConfig? = nil) -> TeacherTrainingConfig {
+    /// resume) the run's own with the given flags applied, to compare. `classes` (the dataset's
+    /// class count) sets the label dimension of a new run.
+    func trainingConfig(base: TeacherTrainingConfig? = nil, classes: Int? = nil) -> TeacherTrainingConfig {
         var config = base ?? TeacherTrainingConfig(
             network: UNetConfig.presets["cpu64Tiny"]!, batchSize: 32,
             optimizer: AdamWConfig(learningRate: 1e-3, weightDecay: 0, warmUpSteps: 200),
@@ -136,6 +141,7 @@ struct TrainTeacher: ParsableCommand {
                 config.network.labelDropout = run.labelDropout
             }
         }
+        if base == nil, let classes { config.network.labelDim = classes }
         if let channels { config.network = config.network.withImageChannels(channels) }
         if let labelDropout { config.network.labelDropout = labelDropout }
         if let steps { config.steps = steps }
@@ -160,24 +166,14 @@ struct TrainTeacher: ParsableCommand {
         return config
     }
 
-    /// The dataset at --data, read with the network's channel count.
-    func openDataset() throws -> EDMDataset {
-        var url = URL(fileURLWithPath: data)
-        let fm = FileManager.default
-        guard fm.fileExists(atPath: url.path) else {
-            throw CLIError("no dataset at \(data): run `dmd2 prepare-data` first (it writes data/fashion-mnist-64), or pass --data")
-        }
-        // A prepare-data folder: use its train split.
-        if !fm.fileExists(atPath: url.appendingPathComponent("dataset.json").path),
-           fm.fileExists(atPath: url.appendingPathComponent("train").path) {
-            url = url.appendingPathComponent("train")
-        }
+    /// The dataset at --data (its train split), read with the network's channel count.
+    func openDataset() throws -> any ImageDataset {
         let readChannels: Int
         if resume, let folder = TeacherCheckpoint.latest(in: URL(fileURLWithPath: out)) {
             readChannels = try TeacherCheckpoint.manifest(at: folder).config.network.inChannels
         } else {
             readChannels = channels ?? UNetConfig.presets[preset ?? "cpu64Tiny"]!.inChannels
         }
-        return try EDMDataset(url: url, channels: readChannels)
+        return try openData(data, format: dataFormat, split: .train, channels: readChannels)
     }
 }

@@ -13,9 +13,15 @@ import Synchronization
 public enum Threads {
     private static let state = Mutex<Int>(Threads.initialCount())
 
+    /// The most threads a loop or BLIS call may use: 256. More has never helped on a CPU (work is
+    /// split into `count` chunks), and BLIS's OpenMP runtime (libgomp) crashes when asked for tens
+    /// of thousands. The command line refuses more (`--threads`); DMD2_NUM_THREADS and `count`
+    /// are clamped to it.
+    public static let maximum = 256
+
     private static func initialCount() -> Int {
         let fromEnv = ProcessInfo.processInfo.environment["DMD2_NUM_THREADS"].flatMap(Int.init)
-        let n = max(1, fromEnv ?? ProcessInfo.processInfo.activeProcessorCount)
+        let n = min(maximum, max(1, fromEnv ?? ProcessInfo.processInfo.activeProcessorCount))
         BLISRuntime.prepare()   // before BLIS starts: it picks its kernels then
         bli_thread_set_num_threads(Int64(n))
         return n
@@ -26,8 +32,9 @@ public enum Threads {
         get { state.withLock { $0 } }
         set {
             precondition(newValue >= 1, "Threads.count must be ≥ 1, got \(newValue)")
-            state.withLock { $0 = newValue }
-            bli_thread_set_num_threads(Int64(newValue))
+            let n = min(newValue, maximum)
+            state.withLock { $0 = n }
+            bli_thread_set_num_threads(Int64(n))
         }
     }
 

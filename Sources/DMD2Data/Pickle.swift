@@ -1,5 +1,6 @@
-// A small Python-pickle reader: just enough of the virtual machine to read the `data.pkl` of a
-// TorchScript zip (what `torch.jit.save` writes), which describes a module tree and its tensors.
+// A small, restricted Python-pickle reader: just enough of the virtual machine to read the
+// `data.pkl` of a TorchScript zip (what `torch.jit.save` writes: a module tree and its tensors)
+// and of a torch.save zip (a state dict: DMD2's `.bin` checkpoints, TorchStateDict.swift).
 //
 // A pickle is a program for a stack machine (Python's Lib/pickletools.py documents every
 // opcode). TorchScript writes protocol 2: objects are built by GLOBAL (a class or function by
@@ -8,9 +9,12 @@
 // `data/<key>`). We implement those, the containers, and the scalars, and throw on anything else,
 // naming the opcode and its byte offset, so a file we cannot read says why.
 //
-// Nothing is executed: a GLOBAL is only a name. The three functions TorchScript's tensors need
-// are interpreted by name (`torch._utils._rebuild_tensor_v2`, `collections.OrderedDict`,
-// `torch.jit._pickle.build_intlist`); any other REDUCE is an error.
+// Nothing is executed: a GLOBAL is only a name, and only names on an allow-list are accepted
+// (`torch._utils._rebuild_tensor_v2` / `_rebuild_parameter`, `collections.OrderedDict`,
+// `torch.jit._pickle.build_*list`, the `torch.*Storage` types and TorchScript's `__torch__.*`
+// classes); any other global (`posix.system`, `builtins.eval`, …) is refused where it appears,
+// before anything could use it. BUILD on a dict (an OrderedDict's `_metadata`) is ignored.
+// Every read is bounds-checked and nesting is limited, so a malformed pickle throws.
 import Foundation
 
 /// A value produced by the pickle machine. Containers and objects are reference types because a
@@ -47,6 +51,24 @@ public indirect enum PickleValue: CustomStringConvertible {
         case .object(let o): return "<\(o.className)>"
         case .storage(let key, let dtype, let count): return "storage(\(key), \(dtype), \(count))"
         case .tensor(let t): return "tensor(\(t.storageKey), \(t.shape))"
+        }
+    }
+
+    /// A short name of the value's kind, for messages (a description may be huge).
+    public var kind: String {
+        switch self {
+        case .none: return "None"
+        case .bool: return "a bool"
+        case .int: return "an int"
+        case .float: return "a float"
+        case .string: return "a string"
+        case .tuple(let t): return "a tuple of \(t.count)"
+        case .list(let l): return "a list of \(l.items.count)"
+        case .dict(let d): return "a dict of \(d.items.count)"
+        case .global(let m, let n): return "\(m).\(n)"
+        case .object(let o): return "a \(o.className) object"
+        case .storage: return "a storage"
+        case .tensor: return "a tensor"
         }
     }
 
@@ -104,20 +126,37 @@ public struct PickleTensor {
 }
 
 /// Why a pickle could not be read; `PickleReader` wraps it into a DataError naming the file.
-struct PickleError: Error, CustomStringConvertible {
-    var description: String
+public struct PickleError: Error, CustomStringConvertible {
+    public var description: String
     init(_ description: String) { self.description = description }
 }
 
 /// Runs a pickle program and returns the object it builds.
-struct PickleReader {
+public struct PickleReader {
     private let bytes: [UInt8]
     private var pos = 0
     private var stack: [PickleValue] = []
     private var marks: [Int] = []                 // stack heights at each MARK
     private var memo: [Int: PickleValue] = [:]
 
-    init(_ data: Data) { bytes = [UInt8](data) }
+    public init(_ data: Data) { bytes = [UInt8](data) }
+
+    /// Whether GLOBAL may name `module.name`: the functions `call` interprets, the storage types
+    /// `persistent` reads, OrderedDict, and TorchScript's own classes (made by NEWOBJ, never called).
+    static func isAllowed(module: String, name: String) -> Bool {
+        switch (module, name) {
+        case ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+             ("collections", "OrderedDict"),
+             ("torch.jit._pickle", "build_intlist"), ("torch.jit._pickle", "build_doublelist"),
+             ("torch.jit._pickle", "build_boollist"), ("torch.jit._pickle", "build_tensorlist"):
+            return true
+        case ("torch", _): return storageDTypes[name] != nil
+        default: return module.hasPrefix("__torch__.") || module == "__torch__"
+        }
+    }
+
+    static let storageDTypes = ["FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
+                                "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32"]
 
     /// Pickle opcodes we implement (names as in Lib/pickletools.py).
     private enum Op: UInt8 {
@@ -147,7 +186,7 @@ struct PickleReader {
         0x84: "EXT4", 0x96: "BYTEARRAY8", 0x97: "NEXT_BUFFER", 0x98: "READONLY_BUFFER",
     ]
 
-    mutating func run() throws -> PickleValue {
+    public mutating func run() throws -> PickleValue {
         while pos < bytes.count {
             let at = pos
             let code = bytes[pos]
@@ -167,6 +206,9 @@ struct PickleReader {
             case .mark: marks.append(stack.count)
             case .global:
                 let module = try readLine(), name = try readLine()
+                guard Self.isAllowed(module: module, name: name) else {
+                    throw PickleError("refusing global \(module).\(name) at byte \(at): this reader executes nothing and accepts only tensor rebuilds, storages and OrderedDict")
+                }
                 stack.append(.global(module: module, name: name))
             case .binput: memo[Int(try read(1)[0])] = try top()
             case .longBinput: memo[try readUInt32()] = try top()
@@ -229,15 +271,17 @@ struct PickleReader {
             case .newobj:
                 let ca = try pop(2)
                 guard case .global(let module, let name) = ca[0] else {
-                    throw PickleError("NEWOBJ of \(ca[0]) at byte \(at): expected a class")
+                    throw PickleError("NEWOBJ of \(ca[0].kind) at byte \(at): expected a class")
                 }
                 stack.append(.object(PickleObject(className: "\(module).\(name)")))
             case .build:
                 let state = try pop(1)[0]
-                guard case .object(let o) = try top() else {
-                    throw PickleError("BUILD on \(try top()) at byte \(at): only objects made by NEWOBJ take a state")
+                switch try top() {
+                case .object(let o): o.state = state
+                case .dict: break                     // an OrderedDict's attributes (state_dict()'s `_metadata`)
+                default:
+                    throw PickleError("BUILD on \(try top().kind) at byte \(at): only objects made by NEWOBJ take a state")
                 }
-                o.state = state
             }
         }
         throw PickleError("no STOP opcode: the pickle is truncated")
@@ -249,31 +293,34 @@ struct PickleReader {
     private func persistent(_ pid: PickleValue, at: Int) throws -> PickleValue {
         guard case .tuple(let t) = pid, t.count == 5, case .string("storage") = t[0],
               case .global(_, let type) = t[1], case .string(let key) = t[2], case .int(let count) = t[4]
-        else { throw PickleError("persistent id \(pid) at byte \(at) is not a tensor storage") }
-        let dtypes = ["FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
-                      "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32"]
-        guard let dtype = dtypes[type] else { throw PickleError("storage type \(type) at byte \(at) is not supported") }
+        else { throw PickleError("persistent id (\(pid.kind)) at byte \(at) is not a tensor storage") }
+        guard count >= 0 else { throw PickleError("storage of \(count) elements at byte \(at)") }
+        guard let dtype = Self.storageDTypes[type] else { throw PickleError("storage type \(type) at byte \(at) is not supported") }
         return .storage(key: key, dtype: dtype, count: count)
     }
 
     /// REDUCE: the three callables TorchScript's data.pkl uses.
     private func call(_ function: PickleValue, _ args: PickleValue, at: Int) throws -> PickleValue {
         guard case .global(let module, let name) = function, case .tuple(let a) = args else {
-            throw PickleError("REDUCE of \(function) with \(args) at byte \(at)")
+            throw PickleError("REDUCE of \(function.kind) with \(args.kind) at byte \(at)")
         }
         switch (module, name) {
         case ("torch._utils", "_rebuild_tensor_v2"):
             // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
             guard a.count >= 4, case .storage(let key, let dtype, let count) = a[0], case .int(let offset) = a[1],
                   let shape = a[2].integers, let strides = a[3].integers, shape.count == strides.count
-            else { throw PickleError("_rebuild_tensor_v2\(args) at byte \(at): unexpected arguments") }
+            else { throw PickleError("_rebuild_tensor_v2 at byte \(at): unexpected arguments (\(args.kind))") }
             return .tensor(PickleTensor(storageKey: key, dtype: dtype, storageCount: count,
                                         offset: offset, shape: shape, strides: strides))
+        case ("torch._utils", "_rebuild_parameter"):
+            // (data, requires_grad, backward_hooks): the tensor itself.
+            guard a.count >= 1, case .tensor = a[0] else { throw PickleError("_rebuild_parameter at byte \(at): expected a tensor") }
+            return a[0]
         case ("collections", "OrderedDict"):
             return .dict(PickleDict())
         case ("torch.jit._pickle", "build_intlist"), ("torch.jit._pickle", "build_doublelist"),
              ("torch.jit._pickle", "build_boollist"), ("torch.jit._pickle", "build_tensorlist"):
-            guard a.count == 1 else { throw PickleError("\(name)\(args) at byte \(at): expected one list") }
+            guard a.count == 1 else { throw PickleError("\(name) at byte \(at): expected one list, got \(args.kind)") }
             return a[0]
         default:
             throw PickleError("REDUCE calls \(module).\(name) at byte \(at), which this reader does not interpret")

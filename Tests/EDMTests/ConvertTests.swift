@@ -1,0 +1,103 @@
+// `dmd2 convert` without Python (issue 16, part 6): DMD2 `.bin` files written by torch.save
+// (reference/make_convert_fixtures.py) convert to exactly what reference/convert_dmd2_bin.py
+// writes (edm_tiny_from_bin.safetensors), and malformed ones are refused with clear errors.
+import DMD2Core
+import DMD2Data
+@testable import EDM
+import Foundation
+import SafeTensors
+import XCTest
+
+final class ConvertTests: XCTestCase {
+    private func convertFixture(_ name: String) throws -> URL {
+        try XCTUnwrap(Bundle.module.url(forResource: "Resources/convert/\(name)", withExtension: "bin"),
+                      "Tests/EDMTests/Resources/convert/\(name).bin is missing (reference/make_convert_fixtures.py)")
+    }
+
+    private func reference() throws -> SafeTensorsFile {
+        try SafeTensorsFile(contentsOf: XCTUnwrap(Bundle.module.url(forResource: "edm_tiny_from_bin", withExtension: "safetensors",
+                                                                    subdirectory: "Resources")))
+    }
+
+    private let tinyConfig = UNetConfig(
+        resolution: 8, inChannels: 2, outChannels: 2, labelDim: 3, modelChannels: 4,
+        channelMult: [1, 2], channelMultEmb: 2, numBlocks: 1, attnResolutions: [4], dropout: 0.10, labelDropout: 0)
+
+    func testBinConvertsBitForBitLikeThePythonConverter() throws {
+        var notes: [String] = []
+        let (file, config) = try DMD2BinConverter.convert(try convertFixture("prefixed")) { notes.append($0) }
+        XCTAssertEqual(config, tinyConfig)
+        XCTAssertTrue(notes.contains { $0.contains("prefix 'feedforward_model.model.'") }, "\(notes)")
+        let expected = try reference()
+        XCTAssertEqual(Set(file.tensors.keys), Set(expected.tensors.keys))
+        for (name, record) in expected.tensors {
+            XCTAssertEqual(file.tensors[name], record, "\(name) differs from convert_dmd2_bin.py's output")
+        }
+        XCTAssertEqual(file.metadata["config"], expected.metadata["config"])
+        XCTAssertEqual(file.metadata["format"], EDMCheckpoint.format)
+        // What it wrote loads as a network.
+        let loaded: LoadedCheckpoint<Float> = try EDMCheckpoint.load(file)
+        XCTAssertEqual(loaded.net.config, tinyConfig)
+    }
+
+    func testHalfPrecisionIsWidenedExactly() throws {
+        let (file, _) = try DMD2BinConverter.convert(try convertFixture("half"))
+        let expected = try reference()
+        for (name, record) in expected.tensors {
+            let want = try record.floats().map { Float(Float16($0)) }
+            XCTAssertEqual(try file.tensors[name]?.floats(), want, name)
+        }
+    }
+
+    func testNestedFileWithTwoNetworksNeedsAPrefix() throws {
+        let url = try convertFixture("nested_two")
+        XCTAssertThrowsError(try DMD2BinConverter.convert(url)) { error in
+            XCTAssertTrue("\(error)".contains("--prefix"), "\(error)")
+        }
+        XCTAssertThrowsError(try DMD2BinConverter.convert(url, prefix: "feedforward_model.model.")) { error in
+            XCTAssertTrue("\(error)".contains("guidance_model.fake_unet.model.map_layer0.weight"), "unknown keys are named: \(error)")
+        }
+        var notes: [String] = []
+        let (file, _) = try DMD2BinConverter.convert(url, prefix: "feedforward_model.model.", ignoreUnknown: true) { notes.append($0) }
+        XCTAssertTrue(notes.contains("using the nested dict under 'state_dict'"), "\(notes)")
+        for (name, record) in try reference().tensors { XCTAssertEqual(file.tensors[name], record, name) }
+    }
+
+    func testUnknownGlobalIsRefusedAndNothingRuns() throws {
+        XCTAssertThrowsError(try DMD2BinConverter.convert(try convertFixture("evil_global"))) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("posix.system") && text.contains("refus"), text)
+            XCTAssertTrue(text.contains("evil_global.bin"), "names the file: \(text)")
+        }
+    }
+
+    func testTruncatedFilesAreRefused() throws {
+        XCTAssertThrowsError(try DMD2BinConverter.convert(try convertFixture("truncated"))) { error in
+            XCTAssertTrue("\(error)".contains("not a readable zip"), "\(error)")
+        }
+        XCTAssertThrowsError(try DMD2BinConverter.convert(try convertFixture("truncated_pickle"))) { error in
+            XCTAssertTrue("\(error)".contains("truncated"), "\(error)")
+        }
+    }
+
+    func testInferConfigErrorsNameTheProblem() {
+        XCTAssertThrowsError(try UNetConfig.infer(fromShapes: ["model.x": [1]])) { error in
+            XCTAssertTrue("\(error)".contains("map_layer0"), "\(error)")
+        }
+    }
+
+    /// An F32 tensor relabelled I32 (same byte length) is refused naming the tensor (part 5).
+    func testIntegerDtypeInACheckpointIsRefused() throws {
+        let good = try reference()
+        var bad = good
+        let name = "model.enc.8x8_conv.weight"
+        let record = try XCTUnwrap(good.tensors[name])
+        bad.tensors[name] = try SafeTensor(dtype: .I32, shape: record.shape, bytes: record.bytes)
+        XCTAssertThrowsError(try EDMCheckpoint.load(bad, as: Float.self)) { error in
+            XCTAssertTrue("\(error)".contains(name) && "\(error)".contains("I32"), "\(error)")
+        }
+        XCTAssertThrowsError(try bad.tensor(name, as: Float.self) as Tensor<Float>) { error in
+            XCTAssertTrue("\(error)".contains("tensor '\(name)'"), "\(error)")
+        }
+    }
+}
