@@ -8,10 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export DMD2_NUM_THREADS="${DMD2_NUM_THREADS:-2}"
-# BLIS runs on OpenMP; spinning OpenMP workers steal the cores our own parallel loops need
-# between GEMMs (measured: a tiny training loop 11 s spinning vs 1.5 s passive). libgomp reads
-# this when it loads, so it must be set before the process starts.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 # The package graph must match the imports (declared = imported), before anything builds.
 python3 scripts/check-package-graph.py
 exec swift test -c release "$@"

@@ -124,12 +124,17 @@ func runChild<Result: Decodable>(_ executable: String, _ arguments: [String], en
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let pipe = Pipe()
     process.standardOutput = pipe
-    do { try process.run() } catch {
-        FileHandle.standardError.write(Data("  could not start \(executable): \(error)\n".utf8))
-        return nil
+    // With `--neighbour`, a busy process of our own runs beside the child (Neighbour.swift).
+    let started: String? = Neighbour.around {
+        do { try process.run() } catch {
+            FileHandle.standardError.write(Data("  could not start \(executable): \(error)\n".utf8))
+            return nil
+        }
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return output
     }
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
+    guard let output = started else { return nil }
     guard process.terminationStatus == 0,
           let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
           let result = try? JSONDecoder().decode(Result.self, from: Data(line.utf8))

@@ -1,10 +1,12 @@
 // `gemm`: single-precision GEMM through the core's backend seam versus BLIS called directly.
 //
 // Three candidates per shape, timed interleaved:
-//   core       Compute.backend.gemm — CPUBackend picks BLIS's packing (shouldPack) and thread
-//              count (gemmThreads) per call
-//   raw        cblas_sgemm with BLIS's forced packing of A and B switched off (BLIS's default)
-//   raw+pack   cblas_sgemm with packing of A and B forced on
+//   core       Compute.backend.gemm — CPUBackend picks BLIS's packing (shouldPack) per call and
+//              cuts the product into blocks (gemmBlocks) that single-threaded BLIS calls
+//              compute on our thread pool
+//   raw        cblas_sgemm with BLIS's forced packing of A and B switched off (BLIS's default),
+//              BLIS's own (OpenMP) threading on --threads threads
+//   raw+pack   cblas_sgemm with packing of A and B forced on, BLIS's threading likewise
 // Shapes: squares, and the GEMMs of a 3×3 conv at the ADM shapes (per sample: O = C output
 // channels, L = H·W positions, K = 9·C):
 //   forward  y [O, L]    = W [O, K] · col [K, L]        m = O, n = L, k = K
@@ -42,10 +44,12 @@ struct GEMMShape {
     static let admConvShapes = conv3x3(C: 192, H: 64) + conv3x3(C: 384, H: 32) + conv3x3(C: 768, H: 8)
 }
 
-/// BLIS's global switches for forcing the packing of A and B.
-func setBLISPacking(_ on: Bool) {
+/// BLIS's global switches for forcing the packing of A and B, and its own thread count (the
+/// core always runs BLIS on one thread; the raw candidates use BLIS's threading).
+func setBLISPacking(_ on: Bool, threads: Int = 1) {
     bli_pack_set_pack_a(on)
     bli_pack_set_pack_b(on)
+    bli_thread_set_num_threads(Int64(threads))
 }
 
 /// cblas_sgemm for `s` with α = 1, β = 0, row-major.
@@ -60,12 +64,12 @@ func runGEMMSuite(_ settings: RunSettings, shapes: [GEMMShape]) {
         == gemm: sgemm, α = 1, β = 0, row-major; GFLOP/s = 2·m·n·k / time
            candidates interleaved per repeat; warm-up \(settings.warmup), repeats \(settings.repeats), \
         samples ≥ \(Int(settings.minSampleSeconds * 1e3)) ms
-           core = Compute.backend.gemm (its own packing and thread choice per shape: columns "core packs", \
-        "core thr"); raw = cblas_sgemm, packing off; raw+pack = cblas_sgemm, packing forced on; \
-        raw runs \(Threads.count) thread(s)
+           core = Compute.backend.gemm (its own packing choice and block count per shape: columns \
+        "core packs", "core blocks"; blocks run on \(Threads.count) pool thread(s)); raw = cblas_sgemm, packing off; \
+        raw+pack = cblas_sgemm, packing forced on; raw runs BLIS's own threading on \(Threads.count) thread(s)
            cells: median (min–max) GFLOP/s; ratios: median over repeats of paired time ratios
         """)
-    var table = Table(["shape", "m", "n", "k", "core packs", "core thr", "core", "raw", "raw+pack",
+    var table = Table(["shape", "m", "n", "k", "core packs", "core blocks", "core", "raw", "raw+pack",
                        "core/raw", "core/raw+pack", "core/best raw"])
     var rng = RandomGenerator(seed: 1)
     for s in shapes {
@@ -83,10 +87,10 @@ func runGEMMSuite(_ settings: RunSettings, shapes: [GEMMShape]) {
                     alpha: 1, a: a.pointer, lda: s.lda, b: b.pointer, ldb: s.ldb,
                     beta: 0, c: c[0].pointer, ldc: s.n)
             },
-            Candidate(name: "raw", prepare: { setBLISPacking(false) }) {
+            Candidate(name: "raw", prepare: { setBLISPacking(false, threads: Threads.count) }) {
                 rawSgemm(s, a.pointer, b.pointer, c[1].pointer)
             },
-            Candidate(name: "raw+pack", prepare: { setBLISPacking(true) }) {
+            Candidate(name: "raw+pack", prepare: { setBLISPacking(true, threads: Threads.count) }) {
                 rawSgemm(s, a.pointer, b.pointer, c[2].pointer)
             },
         ])
@@ -98,11 +102,12 @@ func runGEMMSuite(_ settings: RunSettings, shapes: [GEMMShape]) {
         }).median
         let flag = vsBest < 0.95 && s.m * s.n * s.k >= 256 * 256 * 256 ? " <" : ""
         table.add([s.label, "\(s.m)", "\(s.n)", "\(s.k)", corePacks ? "yes" : "no",
-                   "\(CPUBackend.gemmThreads(m: s.m, n: s.n, k: s.k))",
+                   "\(CPUBackend.gemmBlocks(m: s.m, n: s.n, k: s.k).count)",
                    rateRange(core, gflops), rateRange(raw, gflops), rateRange(rawPack, gflops),
                    fmt(vsRaw, 2), fmt(vsPack, 2), fmt(vsBest, 2) + flag])
         reportMismatch(s, c.map { Array($0.elements) })
     }
+    bli_thread_set_num_threads(1)   // back to what the core expects for the suites after this one
     print(table.render())
     print("""
         ratios are time(raw)/time(core): above 1 means the core is faster. \

@@ -8,6 +8,10 @@ import DMD2Checks
 import DMD2Core
 import Foundation
 
+// `--neighbour` starts this executable with `--spin` as the busy neighbour: one thread of
+// floating-point work forever, until the bench kills it (Neighbour.swift).
+if CommandLine.arguments.dropFirst().first == "--spin" { spinForever() }
+
 let usage = """
     usage: dmd2-bench <suite> [options]
 
@@ -22,7 +26,7 @@ let usage = """
       all           gemm, conv and elementwise (edm takes minutes: run it on its own)
 
     options:
-      --threads N   threads for parallel loops and BLIS (default 2)
+      --threads N   threads of our pool: parallel loops and GEMM blocks (default 2; BLIS runs single-threaded)
       --repeats N   timed samples per figure (default 5)
       --warmup N    untimed runs first (default 1)
       --sizes A,B,…   square GEMM sizes (default 64,128,256,512,1024,2048)
@@ -30,6 +34,8 @@ let usage = """
       --python P    Python used for the PyTorch comparison (default python3)
       --no-torch    skip the PyTorch comparison
       --case A,B,…  edm, dmd2: only these cases
+      --neighbour   edm, dmd2: run one CPU-bound process of our own beside each measured child
+                    (Swift and PyTorch alike), started before it and killed after it
     """
 
 /// The command line, parsed by hand (this target has no argument-parser dependency).
@@ -45,6 +51,8 @@ struct Options {
     var edmCases: [String]? = nil
     /// Set by the edm suite on the processes it starts (`--child`): run the case, print JSON only.
     var isChild = false
+    /// Run a busy neighbour process beside every measured child process (edm, dmd2).
+    var neighbour = false
 
     init(_ args: [String]) {
         var rest = args[...]
@@ -76,6 +84,7 @@ struct Options {
                 }
             case "--python": python = value(arg)
             case "--no-torch": python = nil
+            case "--neighbour", "--neighbor": neighbour = true
             case "--child": isChild = true
             case "--case": edmCases = value(arg).split(separator: ",").map(String.init)
             case "-h", "--help": print(usage); exit(0)
@@ -145,7 +154,8 @@ func loadAverage() -> String {
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 // Before the first use of Compute.backend, so DMD2_BACKEND=reference or shadow[:NAME] works here.
 CheckBackends.register()
-Threads.count = options.threads          // also sets BLIS's thread count
+Neighbour.enabled = options.neighbour && !options.isChild
+Threads.count = options.threads          // our pool's threads; BLIS itself always runs one
 bli_init()
 
 // A child process of the edm suite: one case, one JSON line, nothing else.
@@ -162,20 +172,21 @@ print("""
     dmd2-bench \(options.suite)
       date      \(Date().formatted(.iso8601))
       command   \(CommandLine.arguments.joined(separator: " "))
-      threads   \(Threads.count) (parallel loops and BLIS); \(ProcessInfo.processInfo.activeProcessorCount) cores online
+      threads   \(Threads.count) (our pool: parallel loops and GEMM blocks; BLIS single-threaded); \(ProcessInfo.processInfo.activeProcessorCount) cores online
       cpu       \(cpuModel())
       load avg  \(loadAverage()) (1, 5, 15 min)
       backend   \(Compute.backend.name)
       blis arch \(blisArchitecture())
       omp wait  \(ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"] ?? "(default)")
+      neighbour \(options.neighbour ? "yes: one busy process (`dmd2-bench --spin`) beside each measured child" : "none")
       libraries \(loadedLibraries(matching: ["libblis", "libgomp", "libomp"]).joined(separator: ", "))
 
     """)
 
 if let load = Double(loadAverage().split(separator: " ").first ?? ""),
    load > 0.75 * Double(ProcessInfo.processInfo.activeProcessorCount) {
-    print("NOTE: the machine is busy (1-min load \(load)); figures will be noisy, and multi-threaded",
-          "BLIS calls suffer most (a thread waiting at a barrier for a descheduled partner).\n")
+    print("NOTE: the machine is busy (1-min load \(load)); figures will be noisy: compare ratios",
+          "measured side by side in one run, not absolute times.\n")
 }
 
 let suites = options.suite == "all" ? ["gemm", "conv", "elementwise"] : [options.suite]

@@ -335,7 +335,7 @@ public final class DistillTrainer<T: TensorScalar> {
             if dataset!.name != manifest.dataset { report("note: the run read real images from \(manifest.dataset ?? "?"), resumed with \(dataset!.name)") }
         }
         if manifest.threads != Threads.count {
-            report("note: the run was trained with \(manifest.threads) threads, resumed with \(Threads.count): results will differ in the last bits from an uninterrupted run")
+            report("note: the run was trained with \(manifest.threads) threads, resumed with \(Threads.count) (results do not depend on the thread count; a build before the thread pool's fixed chunks may differ in the last bits)")
         }
 
         self.config = config

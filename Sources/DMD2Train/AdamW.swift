@@ -16,7 +16,12 @@
 // PyTorch does for float32 parameters); the scalars (bias corrections, lr_t) are computed in
 // Double and rounded once to T. Weight decay applies to every parameter (no exclusions for
 // biases or norms, PyTorch's default with one parameter group).
-// Every tensor operation goes through `Tensor` arithmetic, i.e. the backend's primitives.
+// The update runs as one fused, in-place SIMD pass per parameter on the host storage
+// (FusedUpdate.swift), not through the backend's primitives: the same operations in the same
+// order, each rounded to T, so bitwise what the `Tensor` composition
+//   m' = m + (g − m)·(1 − β₁);  v' = v·β₂ + (g·g)·(1 − β₂);
+//   p' = p·(1 − lr·wd) − (m' / (√v'·(1/√(1 − β₂ᵏ)) + ε))·(lr/(1 − β₁ᵏ))
+// computes (each `·scalar` being the backend's affine x·s + 0), as AdamWTests checks.
 //
 // State (`stateFile()` / `restore(from:)`): a safetensors file with, per parameter,
 // `<name>.exp_avg` and `<name>.exp_avg_sq` (T's dtype, the parameter's shape) and `<name>.step`
@@ -121,16 +126,23 @@ public final class AdamW<T: TensorScalar> {
             precondition(g.shape == p.shape, "AdamW: gradient of '\(names[i])' has shape \(g.shape), parameter \(p.shape)")
             parameterSteps[i] += 1
             let k = Double(parameterSteps[i])
-            var value = p.value
-            if config.weightDecay != 0 { value = value * T(1 - lr * config.weightDecay) }
-            let m = expAvg[i] + (g - expAvg[i]) * T(1 - β1)
-            let v = expAvgSq[i] * T(β2) + (g * g) * T(1 - β2)
             let stepSize = lr / (1 - Double.pow(β1, k))
             let biasCorrection2Root = (1 - Double.pow(β2, k)).squareRoot()
-            let denominator = v.map(.sqrt) * T(1 / biasCorrection2Root) + T(config.eps)
-            p.value = value - (m / denominator) * T(stepSize)
-            expAvg[i] = m
-            expAvgSq[i] = v
+            let scalars = AdamWScalars<Double>(
+                decay: 1 - lr * config.weightDecay, decays: config.weightDecay != 0,
+                oneMinusBeta1: 1 - β1, beta2: β2, oneMinusBeta2: 1 - β2,
+                inverseBiasCorrection2Root: 1 / biasCorrection2Root, eps: config.eps, stepSize: stepSize)
+            // One fused pass over p, m and v in place (FusedUpdate.swift); bitwise the update
+            // of the file header as the `Tensor` composition computed it.
+            g.withUnsafeBufferPointer { gs in
+                p.value.withUnsafeMutableBufferPointer { ps in
+                    expAvg[i].withUnsafeMutableBufferPointer { ms in
+                        expAvgSq[i].withUnsafeMutableBufferPointer { vs in
+                            FusedUpdate.adamW(ps, ms, vs, gs, scalars)
+                        }
+                    }
+                }
+            }
         }
         return lr
     }

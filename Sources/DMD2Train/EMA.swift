@@ -80,7 +80,10 @@ public struct EMA<T: TensorScalar> {
         let β = schedule.beta(batchImages: batchImages, imagesSeen: imagesSeen)
         for (i, p) in parameters.enumerated() {
             precondition(p.shape == values[i].shape, "EMA: parameter \(i) has shape \(p.shape), average \(values[i].shape)")
-            values[i] = p.value + (values[i] - p.value) * T(β)
+            // In place, one fused pass: bitwise `p.value + (values[i] − p.value) * T(β)`.
+            p.value.withUnsafeBufferPointer { theta in
+                values[i].withUnsafeMutableBufferPointer { FusedUpdate.ema($0, theta, beta: β) }
+            }
         }
         return β
     }

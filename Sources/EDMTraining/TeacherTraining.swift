@@ -393,7 +393,7 @@ public final class TeacherTrainer<T: TensorScalar> {
         }
         loader.restore(manifest.loader)
         if manifest.threads != Threads.count {
-            report("note: the run was trained with \(manifest.threads) threads, resumed with \(Threads.count): results will differ in the last bits from an uninterrupted run")
+            report("note: the run was trained with \(manifest.threads) threads, resumed with \(Threads.count) (results do not depend on the thread count; a build before the thread pool's fixed chunks may differ in the last bits)")
         }
         if dataset.name != manifest.dataset {
             report("note: the run was trained on \(manifest.dataset), resumed on \(dataset.name)")

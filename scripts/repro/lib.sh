@@ -5,10 +5,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 scripts/setup.sh
-# One thread per job: two single-threaded jobs use two cores better than one two-threaded job,
-# and BLIS's OpenMP threads collapse on a shared machine (docs/PERFORMANCE-FACTS.md, Benchmarks/README.md).
+# One thread per job: two single-threaded jobs use two cores better than one two-threaded job
+# (no split or hand-out overhead, and each job keeps its own core's caches).
 export DMD2_NUM_THREADS=1
-export OMP_WAIT_POLICY=passive
 swift build -c release --product dmd2 >&2
 DMD2="$(swift build -c release --show-bin-path)/dmd2"
 LANES="${LANES:-2}"

@@ -1,5 +1,6 @@
 // The fast CPU backend: BLIS for GEMM, explicit SIMD loops for elementwise work, and every
-// loop split over `Threads.count` cores in fixed chunks (deterministic for a fixed count).
+// loop cut into chunks by its size and run on our thread pool (Parallel.swift): results are
+// bitwise the same for every thread count.
 //
 // This file holds the GEMM, elementwise, reduction and layout families; the convolution,
 // resampling, normalisation and softmax families are in CPUBackend+*.swift beside it.
@@ -17,16 +18,32 @@ public final class CPUBackend: Backend {
     // MARK: GEMM
 
     /// Whether BLIS currently forces packing, as last set by `gemm`. BLIS's settings are
-    /// process-wide, so GEMMs are serialised.
+    /// process-wide, so a GEMM holds this lock while its blocks run (blocks of one GEMM share
+    /// its packing choice; GEMMs issued from inside a parallel loop's chunks take turns).
     private static let gemmLock = Mutex<Bool?>(nil)
 
-    /// Threads for one GEMM: all configured threads for big products, one for small ones.
-    /// BLIS's threads meet at spinning barriers; on a small product the barriers cost more than
-    /// the split saves, and when another process holds a core they collapse throughput
-    /// (measured on 16×4096×144: 43.8 GFLOP/s on 1 thread, 0.2 on 2 under load).
+    /// Multiply-adds one GEMM block aims at (at least): ~0.1 ms on one core, so the pool's
+    /// hand-out costs nothing measurable and a core taken by another process delays little.
+    public static let gemmBlockWork = 1 << 22
+    /// Block widths are multiples of this: every BLIS micro-tile width and height in use
+    /// (skx sgemm 32×12, haswell 6×16, dgemm 16×14 / 6×8 … divide 96 or are split evenly).
+    public static let gemmBlockAlign = 96
+
+    /// How one GEMM is cut into blocks, from its sizes only (never the thread count), so the
+    /// result is bitwise the same for every thread count. Column blocks of C (and B) when
+    /// m ≤ n — each block packs all of A again, m·k per block — otherwise row blocks of C (and
+    /// A), which pack all of B again. As many near-equal blocks as keep each at
+    /// ≥ `gemmBlockWork` multiply-adds (at most `parallelMaxChunks`); small products stay one.
     @inlinable
-    public static func gemmThreads(m: Int, n: Int, k: Int) -> Int {
-        Double(m) * Double(n) * Double(k) >= Double(1 << 24) ? Threads.count : 1
+    public static func gemmBlocks(m: Int, n: Int, k: Int) -> (byColumns: Bool, size: Int, count: Int) {
+        let byColumns = m <= n
+        let extent = byColumns ? n : m
+        let perUnit = Swift.max(1, (byColumns ? m : n) * k)   // multiply-adds per column (row)
+        let wanted = Swift.max(gemmBlockAlign, (gemmBlockWork + perUnit - 1) / perUnit)
+        let target = Swift.max(1, Swift.min(parallelMaxChunks, extent / wanted))
+        let even = (extent + target - 1) / target
+        let size = (even + gemmBlockAlign - 1) / gemmBlockAlign * gemmBlockAlign
+        return (byColumns, size, (extent + size - 1) / size)
     }
 
     /// Conv-shaped GEMMs run 2–3× faster with A and B packed, small ones slower
@@ -51,18 +68,54 @@ public final class CPUBackend: Backend {
             return
         }
         let pack = Self.shouldPack(m: m, n: n, k: k)
-        let threads = Self.gemmThreads(m: m, n: n, k: k)
+        let plan = Self.gemmBlocks(m: m, n: n, k: k)
+        let operands = UncheckedSendable((a, b, c))
         Self.gemmLock.withLock { packing in
             if packing != pack {
                 bli_pack_set_pack_a(pack)
                 bli_pack_set_pack_b(pack)
                 packing = pack
             }
-            // Set every call: `Threads.count` may have changed BLIS's setting since.
-            bli_thread_set_num_threads(Int64(threads))
-            defer { bli_thread_set_num_threads(Int64(Threads.count)) }
-            T.blasGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                       a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            parallelTasks(plan.count) { block in
+                let (a, b, c) = operands.value
+                let lo = block * plan.size
+                let hi = Swift.min(lo + plan.size, plan.byColumns ? n : m)
+                guard lo < hi else { return }
+                if plan.byColumns {
+                    // C[:, lo..<hi] = op(A) · op(B)[:, lo..<hi]
+                    Self.blasGemm(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha,
+                                  a: a, lda: lda, b: transB ? b + lo * ldb : b + lo, ldb: ldb,
+                                  beta: beta, c: c + lo, ldc: ldc)
+                } else {
+                    // C[lo..<hi, :] = op(A)[lo..<hi, :] · op(B)
+                    Self.blasGemm(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha,
+                                  a: transA ? a + lo : a + lo * lda, lda: lda, b: b, ldb: ldb,
+                                  beta: beta, c: c + lo * ldc, ldc: ldc)
+                }
+            }
+        }
+    }
+
+    /// One single-threaded BLIS call: `cblas_sgemm` / `cblas_dgemm` by T, row-major.
+    @inline(__always)
+    static func blasGemm<T: TensorScalar>(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: T, a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
+        beta: T, c: UnsafeMutablePointer<T>, ldc: Int
+    ) {
+        let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+        if T.self == Float.self {
+            cblas_sgemm(CblasRowMajor, ta, tb, f77_int(m), f77_int(n), f77_int(k), Float(Double(alpha)),
+                        UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), f77_int(lda),
+                        UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), f77_int(ldb), Float(Double(beta)),
+                        UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), f77_int(ldc))
+        } else if T.self == Double.self {
+            cblas_dgemm(CblasRowMajor, ta, tb, f77_int(m), f77_int(n), f77_int(k), Double(alpha),
+                        UnsafeRawPointer(a).assumingMemoryBound(to: Double.self), f77_int(lda),
+                        UnsafeRawPointer(b).assumingMemoryBound(to: Double.self), f77_int(ldb), Double(beta),
+                        UnsafeMutableRawPointer(c).assumingMemoryBound(to: Double.self), f77_int(ldc))
+        } else {
+            preconditionFailure("CPUBackend.gemm: no BLIS routine for \(T.self) (Float and Double only)")
         }
     }
 
@@ -263,7 +316,8 @@ public final class CPUBackend: Backend {
 
     func sumKernel<T: TensorScalar>(_ x: UnsafeBufferPointer<T>) -> T {
         guard let xs = x.baseAddress else { return 0 }
-        let chunks = Swift.min(Threads.count, Swift.max(1, x.count / Self.elementwiseGrain))
+        // Partials per fixed chunk (by size only), combined in chunk order.
+        let chunks = parallelChunkCount(x.count, minChunk: Self.elementwiseGrain)
         var partial = [T](repeating: 0, count: chunks)
         partial.withUnsafeMutableBufferPointer { p in
             let pp = p.baseAddress!
@@ -278,7 +332,7 @@ public final class CPUBackend: Backend {
     func dotKernel<T: TensorScalar>(_ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>) -> T {
         precondition(a.count == b.count, "dot: lengths \(a.count) and \(b.count) differ")
         guard let ap = a.baseAddress, let bp = b.baseAddress else { return 0 }
-        let chunks = Swift.min(Threads.count, Swift.max(1, a.count / Self.elementwiseGrain))
+        let chunks = parallelChunkCount(a.count, minChunk: Self.elementwiseGrain)
         var partial = [T](repeating: 0, count: chunks)
         partial.withUnsafeMutableBufferPointer { p in
             let pp = p.baseAddress!
