@@ -33,6 +33,43 @@ final class ThreadCountInvarianceTests: XCTestCase {
         }
     }
 
+    /// A parallel loop inside a parallel loop's chunk (and a GEMM inside one) runs inline on
+    /// that thread: every index is visited once, nothing deadlocks, and the result does not
+    /// depend on the thread count.
+    func testNestedParallelLoopsRunInline() {
+        var rng = RandomGenerator(seed: 13)
+        let a: Tensor<Float> = rng.normal([192, 64]), b: Tensor<Float> = rng.normal([64, 4096])
+        for threads in [1, 2, 3] {
+            Threads.with(threads) {
+                var hits = [Int](repeating: 0, count: 64 * 1000)
+                hits.withUnsafeMutableBufferPointer { h in
+                    let p = UncheckedPointer(h.baseAddress!)
+                    parallelFor(64) { outer in
+                        parallelFor(1000) { inner in p.value[outer * 1000 + inner] += 1 }
+                    }
+                }
+                XCTAssertEqual(hits, [Int](repeating: 1, count: 64 * 1000), "\(threads) threads")
+            }
+        }
+        assertSameForEveryThreadCount("GEMMs inside a parallel loop") {
+            let boxes = (0..<4).map { _ in UncheckedPointer(UnsafeMutablePointer<Float>.allocate(capacity: 192 * 4096)) }
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    let operands = UncheckedPointer((ap.baseAddress!, bp.baseAddress!))
+                    parallelFor(4) { i in
+                        Compute.backend.gemm(transA: false, transB: false, m: 192, n: 4096, k: 64,
+                                             alpha: Float(i + 1), a: operands.value.0, lda: 64, b: operands.value.1, ldb: 4096,
+                                             beta: 0, c: boxes[i].value, ldc: 4096)
+                    }
+                }
+            }
+            return boxes.map { box in
+                defer { box.value.deallocate() }
+                return Tensor(shape: [192, 4096], scalars: Array(UnsafeBufferPointer(start: box.value, count: 192 * 4096)))
+            }
+        }
+    }
+
     func testElementwiseSumAndMatmul() {
         var rng = RandomGenerator(seed: 11)
         let x: Tensor<Float> = rng.normal([1 << 20]), y: Tensor<Float> = rng.normal([1 << 20])
@@ -72,4 +109,10 @@ final class ThreadCountInvarianceTests: XCTestCase {
         assertSameForEveryThreadCount("small UNet, Float") { SmallUNet.step(Float.self, parameters: parameters, inputs: inputs) }
         assertSameForEveryThreadCount("small UNet, Double") { SmallUNet.step(Double.self, parameters: parameters, inputs: inputs) }
     }
+}
+
+/// Pointers carried into a parallel loop whose chunks touch disjoint memory.
+private struct UncheckedPointer<P>: @unchecked Sendable {
+    let value: P
+    init(_ value: P) { self.value = value }
 }
