@@ -22,27 +22,40 @@ public final class CPUBackend: Backend {
     /// its packing choice; GEMMs issued from inside a parallel loop's chunks take turns).
     private static let gemmLock = Mutex<Bool?>(nil)
 
-    /// Multiply-adds one GEMM block aims at (at least): ~0.1 ms on one core, so the pool's
-    /// hand-out costs nothing measurable and a core taken by another process delays little.
+    /// Products below this many multiply-adds run as one BLIS call (~0.1 ms on one core): the
+    /// pool's hand-out would cost more than a split saves.
     public static let gemmBlockWork = 1 << 22
     /// Block widths are multiples of this: every BLIS micro-tile width and height in use
     /// (skx sgemm 32×12, haswell 6×16, dgemm 16×14 / 6×8 … divide 96 or are split evenly).
     public static let gemmBlockAlign = 96
+    /// The widest a block needs to be: each block packs the whole other operand again, so a
+    /// narrow block pays that packing over little work (measured: blocks of 96–192 columns ran
+    /// at 0.66–0.78 of one unsplit BLIS call on 1024³ and conv shapes). 768 keeps the repacking
+    /// to a few per cent.
+    public static let gemmBlockWidth = 768
+    /// Split into at least this many blocks when the product is big enough, so that two or
+    /// three threads share it and a core taken by another process holds back only a quarter.
+    public static let gemmMinBlocks = 4
 
     /// How one GEMM is cut into blocks, from its sizes only (never the thread count), so the
     /// result is bitwise the same for every thread count. Column blocks of C (and B) when
-    /// m ≤ n — each block packs all of A again, m·k per block — otherwise row blocks of C (and
-    /// A), which pack all of B again. As many near-equal blocks as keep each at
-    /// ≥ `gemmBlockWork` multiply-adds (at most `parallelMaxChunks`); small products stay one.
+    /// m ≤ n — each block packs all of A again — otherwise row blocks of C (and A), which pack
+    /// all of B again. Blocks are `gemmBlockWidth` wide, or narrower (down to
+    /// `gemmBlockAlign`) where that would leave fewer than `gemmMinBlocks`; products under
+    /// `gemmMinBlocks`·`gemmBlockWork` multiply-adds stay one call. At most `parallelMaxChunks`.
     @inlinable
     public static func gemmBlocks(m: Int, n: Int, k: Int) -> (byColumns: Bool, size: Int, count: Int) {
         let byColumns = m <= n
         let extent = byColumns ? n : m
-        let perUnit = Swift.max(1, (byColumns ? m : n) * k)   // multiply-adds per column (row)
-        let wanted = Swift.max(gemmBlockAlign, (gemmBlockWork + perUnit - 1) / perUnit)
-        let target = Swift.max(1, Swift.min(parallelMaxChunks, extent / wanted))
-        let even = (extent + target - 1) / target
-        let size = (even + gemmBlockAlign - 1) / gemmBlockAlign * gemmBlockAlign
+        let work = Double(m) * Double(n) * Double(k)
+        guard work >= Double(gemmMinBlocks * gemmBlockWork), extent >= 2 * gemmBlockAlign else {
+            return (byColumns, extent, 1)
+        }
+        var size = gemmBlockWidth
+        if (extent + size - 1) / size < gemmMinBlocks {
+            size = Swift.max(gemmBlockAlign, extent / gemmMinBlocks / gemmBlockAlign * gemmBlockAlign)
+        }
+        size = Swift.max(size, (extent + parallelMaxChunks - 1) / parallelMaxChunks)
         return (byColumns, size, (extent + size - 1) / size)
     }
 
