@@ -7,7 +7,8 @@
 //   SafeTensors         the checkpoint / fixture file format (pure Swift)
 //   DMD2Core            Tensor<T>, the Backend seam and registry (CPU backend: SIMD + BLIS), autograd tape
 //   DMD2Ops             every differentiable op: forward and backward side by side, scalar formulas beside them
-//   DMD2Train           AdamW, EMA, progress bar, JSON-lines log, non-finite checks
+//   DMD2Train           AdamW, EMA, progress bar, JSON-lines log, non-finite checks, run folders
+//                       (checkpoints both trainers share, lock)
 //   DMD2Data            datasets (ImageNet-64 npz, EDM zip/folder, class folders), PNG, grids
 //   DMD2Metrics         FID (Inception-v3), KID, precision/recall, class consistency, spectra (FFT), diagnostics
 //   DMD2Plot            line plots to SVG and PNG for the docs

@@ -78,6 +78,12 @@ public final class RunFolderLock {
         return readPID(fd) ?? -1
     }
 
+    /// Throws `RunFolderError.locked` naming the holder when another run holds `folder` (a probe
+    /// before slow work; the lock itself is taken by `init`).
+    public static func checkUnlocked(_ folder: URL) throws {
+        if let pid = holder(of: folder) { throw lockedError(folder, pid > 0 ? pid : nil) }
+    }
+
     static func lockedError(_ folder: URL, _ pid: Int32?) -> RunFolderError {
         RunFolderError(.locked, folder: folder.path, holder: pid,
                        "\(folder.path) is in use by another run (\(pid.map { "PID \($0)" } ?? "a process that has not written its PID yet")); wait for it to finish, stop it, or choose another run folder")

@@ -21,7 +21,9 @@ struct Distill: ParsableCommand {
             The run folder (--run) gets teacher.safetensors (a copy of the teacher), log.jsonl (one line per iteration: \
             L_DM, L_fake, L_D, L_G, gradient norms, brightness, σ drawn) and checkpoints/step-N/ (G, μ_fake, the head, both \
             optimizers, RNG and loader state). Pointing --run at a folder with checkpoints resumes its newest one bitwise \
-            identically (with the same --threads); only --iterations may change then. Sample with \
+            identically (with the same --threads); only --iterations may change then: other flags (or another --teacher) that \
+            differ from the run's are refused by name (--ignore-changed-settings keeps the run's and goes on). The folder is \
+            locked while a run trains in it (run.lock); a second run into it stops at once naming the PID. Sample with \
             `dmd2 sample --generator <run>` (it uses the run's steps). --generator-steps k trains a k-step generator on the \
             σ levels K[999 − i·⌊1000/k⌋] (k = 4: 80, 17.50, 2.504, 0.1681), each iteration at one step j drawn uniformly, \
             its input rolled out by the current G from fresh noise (backward simulation) or, with \
@@ -98,6 +100,7 @@ struct Distill: ParsableCommand {
         if let debugState { return try writeDebugState(to: URL(fileURLWithPath: debugState)) }
         let runURL = URL(fileURLWithPath: runFolder)
         try RunFolder.checkWritable(runURL, what: "run folder (--run)")
+        try RunFolderLock.checkUnlocked(runURL)                         // before loading the teacher and data
         let trainer: DistillTrainer<Float>
         var notes: [String] = []
         if DistillCheckpoint.latest(in: runURL) != nil {

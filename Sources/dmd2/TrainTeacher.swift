@@ -12,7 +12,7 @@ struct TrainTeacher: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train-teacher",
         abstract: "Train an EDM teacher (ADM UNet, EDM loss, AdamW, EMA) with checkpoints you can resume.",
-        discussion: "The run folder (--out) gets log.jsonl (one line per step) and checkpoints/step-N/ with the network, its EMA, the optimizer state and the RNG/loader state. --resume continues the newest checkpoint bitwise identically (with the same --threads); only --steps may change on resume. Sample with `dmd2 sample --checkpoint <out>`.")
+        discussion: "The run folder (--out) gets log.jsonl (one line per step) and checkpoints/step-N/ with the network, its EMA, the optimizer state and the RNG/loader state. --resume continues the newest checkpoint bitwise identically (with the same --threads); only --steps may change on resume: other flags that differ from the run's are refused by name (--ignore-changed-settings keeps the run's and goes on). The folder is locked while a run trains in it (run.lock); a second run into it stops at once naming the PID. Sample with `dmd2 sample --checkpoint <out>`.")
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var runOptions: RunOptions
@@ -65,6 +65,7 @@ struct TrainTeacher: ParsableCommand {
         common.apply()
         let runURL = URL(fileURLWithPath: out)
         try RunFolder.checkWritable(runURL, what: "run folder (--out)")
+        try RunFolderLock.checkUnlocked(runURL)                         // before reading the data
         let dataset = try openDataset()
         let progressBar: ProgressBar
         let trainer: TeacherTrainer<Float>

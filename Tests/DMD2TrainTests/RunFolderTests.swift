@@ -18,6 +18,7 @@ final class RunFolderTests: XCTestCase {
         let folder = temporary()
         var first: RunFolderLock? = try RunFolderLock(folder)
         XCTAssertEqual(RunFolderLock.holder(of: folder), getpid())
+        XCTAssertThrowsError(try RunFolderLock.checkUnlocked(folder)) { XCTAssertEqual(($0 as? RunFolderError)?.holder, getpid()) }
         XCTAssertThrowsError(try RunFolderLock(folder)) { error in
             let e = error as? RunFolderError
             XCTAssertEqual(e?.kind, .locked)
@@ -27,6 +28,7 @@ final class RunFolderTests: XCTestCase {
         withExtendedLifetime(first) {}
         first = nil
         XCTAssertNil(RunFolderLock.holder(of: folder))
+        XCTAssertNoThrow(try RunFolderLock.checkUnlocked(folder))
         XCTAssertNoThrow(try RunFolderLock(folder))
     }
 
