@@ -10,6 +10,7 @@
 // size or modification time: a member's recorded CRC-32 and size (which reading verifies), or
 // `ContentHash` over the bytes themselves; a cached file is verified against its key before it
 // is served and rebuilt when it does not match.
+import CZlib
 import Foundation
 import ZIPFoundation
 
@@ -105,26 +106,201 @@ public struct ContentHash: Sendable {
     }
 }
 
+/// Where each member's data lies in a zip file, from its central directory and local headers,
+/// so a member whose data would run past the end of the file is refused before ZIPFoundation
+/// reads it (it loops forever reading past the end: found by the fuzzers).
+public struct ZipLayout: Sendable {
+    /// Member path → (first byte of its data, compressed size).
+    public let dataRanges: [String: (start: UInt64, size: UInt64)]
+    public let fileSize: UInt64
+    public let url: URL
+
+    /// Parse the central directory of the zip at `url` (reading only it, the end records and the
+    /// local headers, never the members' data); throws a DataError when it is malformed.
+    public init(url: URL) throws {
+        func fail(_ why: String) -> DataError { DataError(file: url, "not a valid zip: \(why)") }
+        let handle: FileHandle
+        do { handle = try FileHandle(forReadingFrom: url) } catch {
+            throw DataError(file: url, "cannot read file (\(error.localizedDescription))")
+        }
+        defer { try? handle.close() }
+        let n = (try? handle.seekToEnd()) ?? 0
+        /// `count` bytes at `offset`, or a failure when they are not all there.
+        func read(_ offset: UInt64, _ count: Int) throws -> [UInt8] {
+            guard offset <= n, UInt64(count) <= n - offset else { throw fail("a record runs past the end of the file") }
+            do {
+                try handle.seek(toOffset: offset)
+                let data = try handle.read(upToCount: count) ?? Data()
+                guard data.count == count else { throw fail("short read") }
+                return [UInt8](data)
+            } catch let error as DataError { throw error } catch { throw fail("cannot read (\(error))") }
+        }
+        func u(_ b: [UInt8], _ o: Int, _ width: Int) -> UInt64 {
+            var v: UInt64 = 0
+            for k in 0..<width { v |= UInt64(b[o + k]) << (8 * UInt64(k)) }
+            return v
+        }
+        // End of central directory: the last signature within 64 KiB + 22 bytes of the end.
+        guard n >= 22 else { throw fail("shorter than an end-of-central-directory record") }
+        let tailStart = n > 65_557 ? n - 65_557 : 0
+        let tail = try read(tailStart, Int(n - tailStart))
+        guard let e = stride(from: tail.count - 22, through: 0, by: -1)
+            .first(where: { tail[$0] == 0x50 && tail[$0 + 1] == 0x4B && tail[$0 + 2] == 0x05 && tail[$0 + 3] == 0x06 })
+        else { throw fail("no end-of-central-directory record") }
+        let eocd = tailStart + UInt64(e)
+        var count = u(tail, e + 10, 2), offset = u(tail, e + 16, 4), size = u(tail, e + 12, 4)
+        if count == 0xFFFF || offset == 0xFFFF_FFFF || size == 0xFFFF_FFFF, eocd >= 20 {
+            let locator = try read(eocd - 20, 20)
+            if u(locator, 0, 4) == 0x0706_4B50 {
+                let record = try read(u(locator, 8, 8), 56)
+                guard u(record, 0, 4) == 0x0606_4B50 else { throw fail("bad zip64 end-of-central-directory record") }
+                count = u(record, 32, 8)
+                size = u(record, 40, 8)
+                offset = u(record, 48, 8)
+            }
+        }
+        guard size <= n, count <= size / 46 + 1 else { throw fail("central directory size or count past the end") }
+        let directory = try read(offset, Int(size))
+        var ranges: [String: (UInt64, UInt64)] = [:]
+        var o = 0
+        for _ in 0..<Int(count) {
+            guard o + 46 <= directory.count, u(directory, o, 4) == 0x0201_4B50 else { throw fail("bad central directory record") }
+            var compressed = u(directory, o + 20, 4), uncompressed = u(directory, o + 24, 4), local = u(directory, o + 42, 4)
+            let nameLength = Int(u(directory, o + 28, 2)), extraLength = Int(u(directory, o + 30, 2))
+            let commentLength = Int(u(directory, o + 32, 2))
+            guard o + 46 + nameLength + extraLength <= directory.count else { throw fail("central directory record runs past its end") }
+            let name = String(decoding: directory[(o + 46)..<(o + 46 + nameLength)], as: UTF8.self)
+            // A zip64 extra field holds the 64-bit values of the fields that read 0xFFFFFFFF.
+            var x = o + 46 + nameLength
+            while x + 4 <= o + 46 + nameLength + extraLength {
+                let id = u(directory, x, 2), length = Int(u(directory, x + 2, 2))
+                if id == 0x0001 {
+                    var f = x + 4
+                    func next() -> UInt64 {
+                        guard f + 8 <= min(x + 4 + length, directory.count) else { return 0xFFFF_FFFF_FFFF_FFFF }
+                        defer { f += 8 }
+                        return u(directory, f, 8)
+                    }
+                    if uncompressed == 0xFFFF_FFFF { uncompressed = next() }
+                    if compressed == 0xFFFF_FFFF { compressed = next() }
+                    if local == 0xFFFF_FFFF { local = next() }
+                }
+                x += 4 + length
+            }
+            let header = try read(local, 30)
+            guard u(header, 0, 4) == 0x0403_4B50 else { throw fail("member \(name): bad local header") }
+            let start = local + 30 + u(header, 26, 2) + u(header, 28, 2)
+            let (end, overflow) = start.addingReportingOverflow(compressed)
+            guard !overflow, end <= n else {
+                throw DataError(file: url, entry: name,
+                                "\(name) of \(url.lastPathComponent): its data (\(compressed) bytes from byte \(start)) runs past the end of the \(n)-byte file (corrupt or truncated archive)")
+            }
+            ranges[name] = (start, compressed)
+            o += 46 + nameLength + extraLength + commentLength
+        }
+        dataRanges = ranges
+        fileSize = n
+        self.url = url
+    }
+
+    /// Throws unless `entry` is a member whose recorded compressed size matches its central
+    /// directory record and whose data lies inside the file.
+    public func check(_ entry: Entry, archiveName: String) throws {
+        guard let range = dataRanges[entry.path] else {
+            throw DataError(file: archiveName, entry: entry.path, "member not in the central directory")
+        }
+        guard range.size == entry.compressedSize else {
+            throw DataError(file: archiveName, entry: entry.path,
+                            "\(entry.path): compressed size \(entry.compressedSize) disagrees with the central directory's \(range.size) (corrupt archive)")
+        }
+        // Deflate expands at most ~1032×; a stored member is its own size.
+        let limit = entry.isCompressed ? range.size.multipliedReportingOverflow(by: 1032).partialValue + 1024 : range.size
+        guard entry.uncompressedSize <= limit else {
+            throw DataError(file: archiveName, entry: entry.path,
+                            "\(entry.path): \(entry.uncompressedSize) bytes cannot come from \(range.size) stored bytes (corrupt archive)")
+        }
+    }
+}
+
 /// Reading zip members with their CRC-32 and size checked.
 public enum ZipMembers {
     /// Stream `entry` of `archive` to `consumer`, then check that the bytes' CRC-32 and count
     /// match what the archive records. `archiveName` and the member's path name the error.
     /// A consumer that throws stops the read (its error is rethrown as is, unchecked).
-    public static func extract(_ entry: Entry, of archive: Archive, archiveName: String,
+    public static func extract(_ entry: Entry, of archive: Archive, layout: ZipLayout, archiveName: String,
                                bufferSize: Int = 64 * 1024, consumer: (Data) throws -> Void) throws {
+        try layout.check(entry, archiveName: archiveName)
         var crc = CRC32Checksum(), count: UInt64 = 0
         struct Stop: Error { let underlying: Error }
+        func fail(_ why: String) -> DataError {
+            DataError(file: archiveName, entry: entry.path, "cannot read member of \((archiveName as NSString).lastPathComponent) (\(why))")
+        }
+        // The member's bytes are read from its data range directly and inflated with zlib here:
+        // ZIPFoundation's inflate loop spins forever on a deflate stream that never ends (a flipped
+        // bit can do that; found by the fuzzers), so it is only used to list the members.
+        let range = layout.dataRanges[entry.path]!
+        let handle: FileHandle
+        do { handle = try FileHandle(forReadingFrom: layout.url); try handle.seek(toOffset: range.start) } catch {
+            throw fail("\(error)")
+        }
+        defer { try? handle.close() }
+        var remaining = range.size
+        func nextInput() throws -> Data {
+            guard remaining > 0 else { return Data() }
+            let chunk: Data
+            do { chunk = try handle.read(upToCount: Int(min(remaining, UInt64(bufferSize)))) ?? Data() } catch { throw fail("\(error)") }
+            guard !chunk.isEmpty else { throw fail("the file ends inside the member") }
+            remaining -= UInt64(chunk.count)
+            return chunk
+        }
+        func emit(_ chunk: Data) throws {
+            crc.update(chunk)
+            count += UInt64(chunk.count)
+            guard count <= entry.uncompressedSize else { throw fail("more bytes than the recorded \(entry.uncompressedSize)") }
+            do { try consumer(chunk) } catch { throw Stop(underlying: error) }
+        }
         do {
-            _ = try archive.extract(entry, bufferSize: bufferSize, skipCRC32: true) { chunk in
-                crc.update(chunk)
-                count += UInt64(chunk.count)
-                do { try consumer(chunk) } catch { throw Stop(underlying: error) }
+            if !entry.isCompressed {
+                while remaining > 0 { try emit(try nextInput()) }
+            } else {
+                var stream = z_stream()
+                guard inflateInit2_(&stream, -MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+                    throw fail("zlib cannot start")
+                }
+                defer { inflateEnd(&stream) }
+                var output = [UInt8](repeating: 0, count: bufferSize)
+                var finished = false
+                while !finished {
+                    var input = [UInt8](try nextInput())
+                    if input.isEmpty { throw fail("the deflate stream ends early: corrupt member") }
+                    try input.withUnsafeMutableBufferPointer { inputBuffer in
+                        stream.next_in = inputBuffer.baseAddress
+                        stream.avail_in = UInt32(inputBuffer.count)
+                        repeat {
+                            let inputBefore = stream.avail_in
+                            let (result, produced): (Int32, Int) = output.withUnsafeMutableBufferPointer { out in
+                                stream.next_out = out.baseAddress
+                                stream.avail_out = UInt32(out.count)
+                                let r = inflate(&stream, Z_NO_FLUSH)
+                                return (r, out.count - Int(stream.avail_out))
+                            }
+                            guard result == Z_OK || result == Z_STREAM_END || (result == Z_BUF_ERROR && produced == 0) else {
+                                throw fail("corrupt deflate stream (zlib \(result))")
+                            }
+                            if produced > 0 { try emit(Data(output[0..<produced])) }
+                            if result == Z_STREAM_END { finished = true; break }
+                            if produced == 0 && stream.avail_in == 0 { break }
+                            if produced == 0 && stream.avail_in == inputBefore { throw fail("corrupt deflate stream (no progress)") }
+                        } while stream.avail_in > 0 || stream.avail_out == 0
+                    }
+                }
             }
         } catch let stop as Stop {
             throw stop.underlying
+        } catch let error as DataError {
+            throw error
         } catch {
-            throw DataError(file: archiveName, entry: entry.path,
-                            "cannot read member of \((archiveName as NSString).lastPathComponent) (\(error))")
+            throw fail("\(error)")
         }
         guard count == entry.uncompressedSize else {
             throw DataError(file: archiveName, entry: entry.path,
@@ -138,11 +314,11 @@ public enum ZipMembers {
     }
 
     /// A whole member in memory, checked.
-    public static func data(_ entry: Entry, of archive: Archive, archiveName: String) throws -> Data {
+    public static func data(_ entry: Entry, of archive: Archive, layout: ZipLayout, archiveName: String) throws -> Data {
         var data = Data()
         // The recorded size is untrusted: reserve at most 64 MiB up front.
         data.reserveCapacity(Int(min(entry.uncompressedSize, 64 << 20)))
-        try extract(entry, of: archive, archiveName: archiveName) { data.append($0) }
+        try extract(entry, of: archive, layout: layout, archiveName: archiveName) { data.append($0) }
         return data
     }
 

@@ -16,7 +16,7 @@ public final class EDMDataset: ImageDataset {
     /// Where the bytes come from.
     private enum Source {
         case folder(URL)
-        case zip(Archive, [String: Entry])
+        case zip(Archive, ZipLayout, [String: Entry])
     }
 
     public let name: String
@@ -51,7 +51,7 @@ public final class EDMDataset: ImageDataset {
             }
             var entries: [String: Entry] = [:]
             for entry in archive where entry.type == .file { entries[entry.path] = entry }
-            source = .zip(archive, entries)
+            source = .zip(archive, try ZipLayout(url: url), entries)
             files = Array(entries.keys)
         }
         let paths = files.filter { $0.lowercased().hasSuffix(".png") }.sorted()
@@ -127,9 +127,9 @@ public final class EDMDataset: ImageDataset {
             do { return try Data(contentsOf: root.appendingPathComponent(path)) } catch {
                 throw DataError(file: name, entry: path, "cannot read file (\(error.localizedDescription))")
             }
-        case .zip(let archive, let entries):
+        case .zip(let archive, let layout, let entries):
             guard let entry = entries[path] else { throw DataError(file: name, entry: path, "no such member") }
-            return try ZipMembers.data(entry, of: archive, archiveName: name)
+            return try ZipMembers.data(entry, of: archive, layout: layout, archiveName: name)
         }
     }
 

@@ -138,6 +138,7 @@ func npyIntegers(_ bytes: Data, dtype: NPYHeader.DType, count: Int) -> [Int]? {
 public final class NPZArchive {
     public let url: URL
     private let archive: Archive
+    private let layout: ZipLayout
     private let entries: [String: Entry]
 
     /// Open `url`; throws a DataError if it is not a readable zip.
@@ -149,6 +150,7 @@ public final class NPZArchive {
         do { archive = try Archive(url: url, accessMode: .read) } catch {
             throw DataError(file: url, "not a readable zip/npz archive (\(error))")
         }
+        layout = try ZipLayout(url: url)
         var entries: [String: Entry] = [:]
         for entry in archive where entry.type == .file && entry.path.hasSuffix(".npy") {
             entries[String(entry.path.dropLast(4))] = entry
@@ -169,7 +171,7 @@ public final class NPZArchive {
 
     /// A member's bytes as stored in the archive (the whole .npy), CRC-32 checked.
     public func rawMember(_ name: String) throws -> Data {
-        try ZipMembers.data(try entry(name), of: archive, archiveName: url.path)
+        try ZipMembers.data(try entry(name), of: archive, layout: layout, archiveName: url.path)
     }
 
     /// The header of a member, reading only its first bytes.
@@ -178,7 +180,7 @@ public final class NPZArchive {
         var prefix = Data()
         struct EnoughBytes: Error {}
         do {
-            _ = try archive.extract(entry, bufferSize: 4096, skipCRC32: true) { chunk in
+            try ZipMembers.extract(entry, of: archive, layout: layout, archiveName: url.path, bufferSize: 4096) { chunk in
                 prefix.append(chunk)
                 if let size = try NPYHeader.headerSize(prefix: prefix, name: self.url.path, entry: name + ".npy"),
                    prefix.count >= size { throw EnoughBytes() }
@@ -194,7 +196,7 @@ public final class NPZArchive {
     /// A whole member in memory: its header and its element bytes (CRC-32 and size checked).
     public func read(_ name: String) throws -> (header: NPYHeader, bytes: Data) {
         let entry = try entry(name)
-        let data = try ZipMembers.data(entry, of: archive, archiveName: url.path)
+        let data = try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path)
         let header = try NPYHeader.parse(data, name: url.path, entry: name + ".npy")
         guard data.count - header.dataOffset >= header.byteCount else {
             throw DataError(file: url, entry: name + ".npy",
@@ -265,7 +267,7 @@ public final class NPZArchive {
                 }
                 let out = try FileHandle(forWritingTo: partial)
                 defer { try? out.close() }
-                try ZipMembers.extract(entry, of: archive, archiveName: url.path, bufferSize: 1 << 20) { try out.write(contentsOf: $0) }
+                try ZipMembers.extract(entry, of: archive, layout: layout, archiveName: url.path, bufferSize: 1 << 20) { try out.write(contentsOf: $0) }
                 try out.close()
                 try? fm.removeItem(at: target)
                 try fm.moveItem(at: partial, to: target)

@@ -20,6 +20,7 @@ public final class TorchStateDict {
     public let nestedUnder: [String]
 
     private let archive: Archive
+    private let layout: ZipLayout
     private let prefix: String
     /// The bytes of data.pkl (for the fuzzers).
     let rawPickle: Data
@@ -33,6 +34,7 @@ public final class TorchStateDict {
         do { archive = try Archive(url: url, accessMode: .read) } catch {
             throw DataError(file: url, "not a readable zip: torch.save files (PyTorch ≥ 1.6) are zips; an older or truncated file? (\(error))")
         }
+        layout = try ZipLayout(url: url)
         let pickles = archive.filter { $0.type == .file && ($0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl")) }
             .filter { !$0.path.dropLast("data.pkl".count).dropLast().contains("/") }
         guard pickles.count == 1 else {
@@ -40,7 +42,7 @@ public final class TorchStateDict {
         }
         let entry = pickles[0]
         prefix = String(entry.path.dropLast("data.pkl".count))
-        let data = try ZipMembers.data(entry, of: archive, archiveName: url.path)
+        let data = try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path)
         var root: PickleValue
         do {
             var reader = PickleReader(data)
@@ -109,7 +111,7 @@ public final class TorchStateDict {
             throw DataError(file: url, entry: path,
                             "tensor '\(name)': view offset \(t.offset), shape \(t.shape), strides \(t.strides) reaches outside its storage of \(t.storageCount)")
         }
-        let bytes = [UInt8](try ZipMembers.data(entry, of: archive, archiveName: url.path))
+        let bytes = [UInt8](try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path))
         func value(_ i: Int) -> Float {
             let o = i * itemSize
             switch itemSize {

@@ -23,6 +23,7 @@ public final class TorchScriptArchive {
     public private(set) var moduleClasses: [String: String] = [:]
 
     private let archive: Archive
+    private let layout: ZipLayout
     private let prefix: String                  // "out_jit_module/"
 
     /// Opens the zip and parses `data.pkl`; throws a DataError naming the file and entry.
@@ -32,13 +33,14 @@ public final class TorchScriptArchive {
         do { archive = try Archive(url: url, accessMode: .read) } catch {
             throw DataError(file: url, "not a readable zip (TorchScript files are zips): \(error)")
         }
+        layout = try ZipLayout(url: url)
         let pickles = archive.filter { $0.type == .file && ($0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl")) }
         guard pickles.count == 1 else {
             throw DataError(file: url, "expected one '<archive>/data.pkl' member, found \(pickles.count): not a TorchScript file?")
         }
         let entry = pickles[0]
         prefix = String(entry.path.dropLast("data.pkl".count))
-        let data = try ZipMembers.data(entry, of: archive, archiveName: url.path)
+        let data = try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path)
         let root: PickleValue
         do {
             var reader = PickleReader(data)
@@ -112,7 +114,7 @@ public final class TorchScriptArchive {
     private func floatStorage(_ key: String, count: Int) throws -> [Float] {
         let path = prefix + "data/" + key
         guard let entry = archive[path] else { throw DataError(file: url, entry: path, "missing tensor storage member") }
-        let data = try ZipMembers.data(entry, of: archive, archiveName: url.path)
+        let data = try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path)
         guard data.count == 4 * count else {
             throw DataError(file: url, entry: path, "holds \(data.count) bytes; \(count) float32 values need \(4 * count)")
         }

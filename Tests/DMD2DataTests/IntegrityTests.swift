@@ -116,6 +116,16 @@ final class IntegrityTests: XCTestCase {
         XCTAssertNoThrow(try data.item(1))
     }
 
+    /// Found by the fuzzers: a local header whose extra length sends the data past the end of
+    /// the file made ZIPFoundation read forever; it is refused before any read.
+    func testMemberRunningPastTheEndIsRefused() throws {
+        let url = try damagedCopy("npz/tiny8_compressed.npz", in: folder) { bytes in
+            bytes[28] = 0xFF                               // data.npy's local header (at 0): extra length 0xFFFF
+            bytes[29] = 0xFF
+        }
+        assertDataError(try NPZArchive(url: url), file: "tiny8_compressed.npz", entry: "data.npy", reason: "runs past the end")
+    }
+
     /// The finding: a corrupt archive was extracted into the cache under its recorded CRC, and
     /// after the file was replaced by a good one the corrupt pixels were still served.
     func testReplacedFileIsNotServedFromACorruptCache() throws {
