@@ -79,6 +79,9 @@ let package = Package(
         .target(name: "DMD2CUDA", dependencies: ["DMD2Core"], swiftSettings: simd),
         .target(name: "DMD2Toy", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM"], swiftSettings: simd),
         .target(name: "DMD2Checks", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "DMD2"], swiftSettings: simd),
+        // Test support (not a product): CheckedTestCase, the base class that registers the checking
+        // backends so DMD2_BACKEND works in the test targets that use it.
+        .target(name: "DMD2TestSupport", dependencies: ["DMD2Checks"], swiftSettings: simd),
         .executableTarget(
             name: "dmd2",
             dependencies: [
@@ -96,12 +99,12 @@ let package = Package(
         .testTarget(name: "DMD2PlotTests", dependencies: ["DMD2Plot", "DMD2Data"], swiftSettings: simd),
         // Docs that cannot go stale: citations stay inside the repo, links resolve, quoted source matches.
         .testTarget(name: "DocsTests"),
-        .testTarget(name: "DMD2Tests", dependencies: ["DMD2", "EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "DMD2Checks", "SafeTensors"], resources: [.copy("Resources")], swiftSettings: simd),
-        .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2Core", "DMD2Ops", "EDM", "DMD2", "DMD2Train", "DMD2Checks", "DMD2CUDA"], swiftSettings: simd),
-        .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2Train", "DMD2Core", "DMD2Ops", "DMD2Checks", "SafeTensors"], swiftSettings: simd),
-        .testTarget(name: "EDMTests", dependencies: ["EDM", "DMD2Core", "DMD2Ops", "DMD2Data", "DMD2Checks", "SafeTensors"],
+        .testTarget(name: "DMD2Tests", dependencies: ["DMD2TestSupport", "DMD2", "EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "DMD2Checks", "SafeTensors"], resources: [.copy("Resources")], swiftSettings: simd),
+        .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2TestSupport", "DMD2Core", "DMD2Ops", "EDM", "DMD2", "DMD2Train", "DMD2Checks", "DMD2CUDA"], swiftSettings: simd),
+        .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2TestSupport", "DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
+        .testTarget(name: "EDMTests", dependencies: ["DMD2TestSupport", "EDM", "DMD2Core", "DMD2Ops", "DMD2Data", "DMD2Checks", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
-        .testTarget(name: "EDMTrainingTests", dependencies: ["EDMTraining", "EDM", "DMD2Core", "DMD2Train", "DMD2Data", "SafeTensors"],
+        .testTarget(name: "EDMTrainingTests", dependencies: ["DMD2TestSupport", "EDMTraining", "EDM", "DMD2Core", "DMD2Train", "DMD2Data", "SafeTensors"],
                     swiftSettings: simd),
         .testTarget(name: "DMD2DataTests", dependencies: ["DMD2Data", "DMD2Core", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
@@ -109,10 +112,10 @@ let package = Package(
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"],
                     resources: [.copy("Resources")]),
-        .testTarget(name: "DMD2CoreTests", dependencies: ["DMD2Core", "DMD2Checks"], swiftSettings: simd),
+        .testTarget(name: "DMD2CoreTests", dependencies: ["DMD2TestSupport", "DMD2Core"], swiftSettings: simd),
         .testTarget(
             name: "DMD2OpsTests",
-            dependencies: ["DMD2Core", "DMD2Ops", "DMD2Checks", "SafeTensors"],
+            dependencies: ["DMD2TestSupport", "DMD2Core", "DMD2Ops", "DMD2Checks", "SafeTensors"],
             resources: [.copy("Fixtures")],
             swiftSettings: simd),
     ],

@@ -2,6 +2,7 @@
 import DMD2Checks
 import DMD2Core
 import DMD2CUDA
+import DMD2TestSupport
 import XCTest
 
 final class BackendRegistryTests: CheckedTestCase {

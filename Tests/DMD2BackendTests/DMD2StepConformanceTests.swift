@@ -13,6 +13,7 @@ import DMD2Core
 import DMD2Ops
 import DMD2Train
 import EDM
+import DMD2TestSupport
 import XCTest
 
 final class DMD2StepConformanceTests: CheckedTestCase {

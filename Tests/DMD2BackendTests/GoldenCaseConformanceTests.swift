@@ -3,6 +3,7 @@
 // the reference under Tolerance.table's rule.
 import DMD2Checks
 import DMD2Core
+import DMD2TestSupport
 import XCTest
 
 final class GoldenCaseConformanceTests: CheckedTestCase {

@@ -11,6 +11,7 @@ import DMD2Checks
 import DMD2Core
 import DMD2CUDA
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class PrimitiveConformanceTests: CheckedTestCase {

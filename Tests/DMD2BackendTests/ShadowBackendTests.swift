@@ -6,6 +6,7 @@
 import DMD2Core
 import DMD2Ops
 import DMD2Checks
+import DMD2TestSupport
 import XCTest
 
 final class ShadowBackendTests: CheckedTestCase {

@@ -4,6 +4,7 @@
 // DMD2 step uses the same way. For the CPU backend this is also the shadow mode's "correct
 // backend passes a whole network" check: zero divergent calls out of ~1000.
 import DMD2Core
+import DMD2TestSupport
 import XCTest
 
 final class SmallUNetConformanceTests: CheckedTestCase {

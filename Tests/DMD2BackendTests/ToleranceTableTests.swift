@@ -4,6 +4,7 @@
 import DMD2Checks
 import DMD2Core
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class ToleranceTableTests: CheckedTestCase {

@@ -1,4 +1,5 @@
 import DMD2Core
+import DMD2TestSupport
 import XCTest
 
 final class AutogradTests: CheckedTestCase {

@@ -1,6 +1,7 @@
 // scripts/check-package-graph.py as a test: Package.swift's target dependencies match the
 // targets' imports (scripts/test.sh runs the script before the tests too).
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class PackageGraphTests: CheckedTestCase {

@@ -1,5 +1,6 @@
 import DMD2Core
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class SIMDMathTests: CheckedTestCase {

@@ -18,6 +18,7 @@
 import DMD2Core
 import DMD2Ops
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class Conv2DGroupingTests: CheckedTestCase {

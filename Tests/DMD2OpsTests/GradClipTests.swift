@@ -1,6 +1,7 @@
 // Tests of clipGradNorm (GradClip.swift): PyTorch's clip_grad_norm_ convention.
 import DMD2Core
 import DMD2Ops
+import DMD2TestSupport
 import XCTest
 
 final class GradClipTests: CheckedTestCase {

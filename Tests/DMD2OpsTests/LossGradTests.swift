@@ -3,6 +3,7 @@ import DMD2Core
 import DMD2Ops
 import DMD2Checks
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class LossGradTests: CheckedTestCase {

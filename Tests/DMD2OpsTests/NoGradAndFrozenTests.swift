@@ -5,6 +5,7 @@
 import DMD2Core
 import DMD2Ops
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class NoGradAndFrozenTests: CheckedTestCase {

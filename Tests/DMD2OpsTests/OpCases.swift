@@ -5,6 +5,7 @@ import DMD2Ops
 import DMD2Checks
 import Foundation
 import SafeTensors
+import DMD2TestSupport
 import XCTest
 
 final class OpCoverageTests: CheckedTestCase {

@@ -1,6 +1,7 @@
 import DMD2Core
 import DMD2Ops
 import DMD2Checks
+import DMD2TestSupport
 import XCTest
 
 final class ReduceMatmulGradTests: CheckedTestCase {

@@ -6,6 +6,7 @@ import DMD2Core
 import EDM
 import Foundation
 import SafeTensors
+import DMD2TestSupport
 import XCTest
 
 final class DebugStateTests: CheckedTestCase {

@@ -12,6 +12,7 @@ import DMD2Train
 import EDM
 import Foundation
 import SafeTensors
+import DMD2TestSupport
 import XCTest
 import DMD2Checks
 

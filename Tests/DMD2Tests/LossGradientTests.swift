@@ -10,6 +10,7 @@ import DMD2Core
 import DMD2Ops
 import EDM
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class LossGradientTests: CheckedTestCase {

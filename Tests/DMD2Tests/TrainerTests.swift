@@ -9,6 +9,7 @@ import DMD2Train
 import EDM
 import Foundation
 import SafeTensors
+import DMD2TestSupport
 import XCTest
 
 final class TrainerTests: CheckedTestCase {

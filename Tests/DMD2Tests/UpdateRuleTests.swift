@@ -6,6 +6,7 @@ import DMD2Ops
 import DMD2Train
 import EDM
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class UpdateRuleTests: CheckedTestCase {

@@ -5,6 +5,7 @@ import DMD2Core
 import DMD2Train
 import Foundation
 import SafeTensors
+import DMD2TestSupport
 import XCTest
 
 final class AdamWTests: CheckedTestCase {

@@ -2,6 +2,7 @@
 import DMD2Core
 import DMD2Train
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class EMATests: CheckedTestCase {

@@ -1,5 +1,6 @@
 // TrainingLogSummary and SeedStatistics: the numbers behind `dmd2 report`'s tables.
 import DMD2Train
+import DMD2TestSupport
 import XCTest
 
 final class RunSummaryTests: CheckedTestCase {

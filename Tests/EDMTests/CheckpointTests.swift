@@ -4,6 +4,7 @@ import DMD2Core
 import EDM
 import Foundation
 import SafeTensors
+import DMD2TestSupport
 import XCTest
 
 final class CheckpointTests: CheckedTestCase {

@@ -20,6 +20,7 @@ import DMD2Ops
 import EDM
 import Foundation
 import SafeTensors
+import DMD2TestSupport
 import XCTest
 
 final class FixtureTests: CheckedTestCase {

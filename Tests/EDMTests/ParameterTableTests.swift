@@ -3,6 +3,7 @@
 import DMD2Core
 import EDM
 import Foundation
+import DMD2TestSupport
 import XCTest
 
 final class ParameterTableTests: CheckedTestCase {

@@ -3,6 +3,7 @@
 import DMD2Core
 import DMD2Ops
 import EDM
+import DMD2TestSupport
 import XCTest
 
 final class PrecondLossTests: CheckedTestCase {

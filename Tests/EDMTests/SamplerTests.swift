@@ -5,6 +5,7 @@
 // probability-flow ODE (x − μ)/√(s² + σ²) is constant.
 import DMD2Core
 import EDM
+import DMD2TestSupport
 import XCTest
 
 final class SamplerTests: CheckedTestCase {

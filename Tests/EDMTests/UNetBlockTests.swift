@@ -5,6 +5,7 @@ import DMD2Core
 import DMD2Ops
 import EDM
 import DMD2Checks
+import DMD2TestSupport
 import XCTest
 
 final class UNetBlockTests: CheckedTestCase {

@@ -6,6 +6,7 @@ import DMD2Ops
 import EDM
 import Foundation
 import DMD2Checks
+import DMD2TestSupport
 import XCTest
 
 final class UNetTests: CheckedTestCase {

@@ -8,6 +8,7 @@ import EDM
 import EDMTraining
 import Foundation
 import SafeTensors
+import DMD2TestSupport
 import XCTest
 
 final class TeacherTrainingTests: CheckedTestCase {
