@@ -160,7 +160,10 @@ public enum DebugState {
             throw DistillError.badCheckpoint("debug state: keys differ between the file and the replay: \(missing.sorted().prefix(10))")
         }
         return try file.tensors.keys.sorted().map { key in
-            let a = try Tensor<Double>(recomputed[key]!), b = try Tensor<Double>(file.tensor(key))
+            // Values widened to Double whatever the dtype: the file holds integer records too
+            // (indices, steps), which `Tensor(_:)` refuses on purpose for weights.
+            func widened(_ r: SafeTensor) throws -> Tensor<Double> { Tensor(shape: r.shape, scalars: try r.doubles()) }
+            let a = try widened(recomputed[key]!), b = try widened(file.tensor(key))
             guard a.shape == b.shape else {
                 throw DistillError.badCheckpoint("debug state: '\(key)' has shape \(b.shape) in the file, \(a.shape) in the replay")
             }
