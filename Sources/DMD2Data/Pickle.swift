@@ -263,6 +263,7 @@ public struct PickleReader {
             case .binunicode8:
                 var n: UInt64 = 0
                 for (i, byte) in try read(8).enumerated() { n |= UInt64(byte) << (8 * UInt64(i)) }
+                guard n <= UInt64(bytes.count) else { throw PickleError("BINUNICODE8 of \(n) bytes at byte \(at) runs past the end") }
                 stack.append(.string(try readString(count: Int(n))))
             case .binpersid: stack.append(try persistent(try pop(1)[0], at: at))
             case .reduce:
@@ -353,7 +354,7 @@ public struct PickleReader {
 
     /// The next n bytes (indexed from 0).
     private mutating func read(_ n: Int) throws -> [UInt8] {
-        guard n >= 0, pos + n <= bytes.count else { throw PickleError("truncated pickle: \(n) bytes wanted at byte \(pos)") }
+        guard n >= 0, n <= bytes.count - pos else { throw PickleError("truncated pickle: \(n) bytes wanted at byte \(pos)") }
         defer { pos += n }
         return Array(bytes[pos..<(pos + n)])
     }

@@ -91,9 +91,10 @@ public final class TorchStateDict {
         case "float64": itemSize = 8
         default: throw DataError(file: url, entry: path, "tensor '\(name)': dtype \(t.dtype) is not a floating-point type")
         }
-        guard t.storageCount >= 0, UInt64(t.storageCount) * UInt64(itemSize) == entry.uncompressedSize else {
+        let (needed, overflow) = UInt64(max(0, t.storageCount)).multipliedReportingOverflow(by: UInt64(itemSize))
+        guard t.storageCount >= 0, !overflow, needed == entry.uncompressedSize else {
             throw DataError(file: url, entry: path,
-                            "tensor '\(name)': storage of \(t.storageCount) \(t.dtype) values needs \(t.storageCount * itemSize) bytes, the member holds \(entry.uncompressedSize)")
+                            "tensor '\(name)': a storage of \(t.storageCount) \(t.dtype) values does not fit the member's \(entry.uncompressedSize) bytes")
         }
         guard t.shape.allSatisfy({ $0 >= 0 }), t.strides.allSatisfy({ $0 >= 0 }), t.offset >= 0 else {
             throw DataError(file: url, entry: path, "tensor '\(name)': negative size, stride or offset")
