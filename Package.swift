@@ -13,6 +13,7 @@
 //   DMD2Metrics         FID (Inception-v3), KID, precision/recall, class consistency, spectra (FFT), diagnostics
 //   DMD2Plot            line plots to SVG and PNG for the docs
 //   EDM                 the teacher: ADM UNet, preconditioning, loss, samplers, checkpoints
+//   EDMConvert          official EDM/DMD2 checkpoints (torch.save zips) into ours, no Python
 //   EDMTraining         training the teacher: EDM loss + AdamW + EMA, resumable run folders
 //   DMD2                the method: DM loss, fake critic, GAN head, TTUR loop, few-step generator
 //   DMD2Toy             DMD2 in the plane: a Gaussian mixture with a closed-form score, for the guide
@@ -59,7 +60,8 @@ let package = Package(
             swiftSettings: simd),
         .target(name: "DMD2Ops", dependencies: ["DMD2Core", .product(name: "RealModule", package: "swift-numerics")], swiftSettings: simd),
         .target(name: "DMD2Train", dependencies: ["DMD2Core", "SafeTensors"], swiftSettings: simd),
-        .target(name: "EDM", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Data", "SafeTensors"], swiftSettings: simd),
+        .target(name: "EDM", dependencies: ["DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
+        .target(name: "EDMConvert", dependencies: ["DMD2Data", "EDM", "SafeTensors"], swiftSettings: simd),
         .target(name: "EDMTraining", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "EDM", "SafeTensors"], swiftSettings: simd),
         .target(
             name: "DMD2Data",
@@ -85,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "dmd2",
             dependencies: [
-                "DMD2Core", "DMD2Ops", "DMD2Checks", "EDM", "EDMTraining", "DMD2Data", "DMD2Metrics", "DMD2Train",
+                "EDMConvert", "DMD2Core", "DMD2Ops", "DMD2Checks", "EDM", "EDMTraining", "DMD2Data", "DMD2Metrics", "DMD2Train",
                 "DMD2", "DMD2Plot", "DMD2CUDA", "DMD2Toy", "SafeTensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -102,7 +104,7 @@ let package = Package(
         .testTarget(name: "DMD2Tests", dependencies: ["DMD2TestSupport", "DMD2", "EDM", "DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "DMD2Checks", "SafeTensors"], resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "DMD2BackendTests", dependencies: ["DMD2TestSupport", "DMD2Core", "DMD2Ops", "EDM", "DMD2", "DMD2Train", "DMD2Checks", "DMD2CUDA"], swiftSettings: simd),
         .testTarget(name: "DMD2TrainTests", dependencies: ["DMD2TestSupport", "DMD2Train", "DMD2Core", "DMD2Ops", "SafeTensors"], swiftSettings: simd),
-        .testTarget(name: "EDMTests", dependencies: ["DMD2TestSupport", "EDM", "DMD2Core", "DMD2Ops", "DMD2Data", "DMD2Checks", "SafeTensors"],
+        .testTarget(name: "EDMTests", dependencies: ["EDMConvert", "DMD2TestSupport", "EDM", "DMD2Core", "DMD2Ops", "DMD2Data", "DMD2Checks", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "EDMTrainingTests", dependencies: ["DMD2TestSupport", "EDMTraining", "EDM", "DMD2Core", "DMD2Train", "DMD2Data", "SafeTensors"],
                     swiftSettings: simd),

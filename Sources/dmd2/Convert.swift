@@ -4,6 +4,7 @@
 import ArgumentParser
 import DMD2Data
 import EDM
+import EDMConvert
 import Foundation
 import SafeTensors
 

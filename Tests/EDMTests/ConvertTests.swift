@@ -4,6 +4,7 @@
 import DMD2Core
 import DMD2Data
 @testable import EDM
+import EDMConvert
 import Foundation
 import SafeTensors
 import XCTest

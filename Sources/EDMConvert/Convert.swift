@@ -1,4 +1,5 @@
-// Official checkpoints into ours, without Python: DMD2's `.bin` (a torch.save zip of the
+// Official checkpoints into ours, without Python (a target of its own so that EDM, the model,
+// does not depend on the data readers): DMD2's `.bin` (a torch.save zip of the
 // generator's state dict, TorchStateDict in DMD2Data) → an EDMCheckpoint safetensors file.
 //
 // The state dict's keys carry a prefix before EDM's names (`feedforward_model.model.` in DMD2,
@@ -10,6 +11,7 @@
 // ImageNet-64 teacher, 0.10 and 0). Every tensor must then be an entry of that config's table
 // with its shape: an unknown key stops the conversion, naming it, unless `ignoreUnknown`.
 import DMD2Data
+import EDM
 import Foundation
 import SafeTensors
 
