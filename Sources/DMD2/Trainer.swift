@@ -132,8 +132,6 @@ public struct DistillCheckpointManifest: RunCheckpointManifest, Equatable {
         case formatVersion = "format_version", regressionCursor = "regression_cursor", datasetItems = "dataset_items"
         case classNames = "class_names", rngState = "rng_state"
     }
-    /// Version 1's name of `rng_state`.
-    enum LegacyKeys: String, CodingKey { case generator }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -141,11 +139,7 @@ public struct DistillCheckpointManifest: RunCheckpointManifest, Equatable {
         formatVersion = try c.decode(Int.self, forKey: .formatVersion)
         step = try c.decode(Int.self, forKey: .step)
         config = try c.decode(DistillConfig.self, forKey: .config)
-        if let rng = try c.decodeIfPresent(RandomGenerator.self, forKey: .rngState) {
-            rngState = rng
-        } else {
-            rngState = try decoder.container(keyedBy: LegacyKeys.self).decode(RandomGenerator.self, forKey: .generator)
-        }
+        rngState = try ManifestRNGState.decode(RandomGenerator.self, from: decoder)   // or version 1's `generator`
         loader = try c.decodeIfPresent(DataLoader.State.self, forKey: .loader)
         regressionCursor = try c.decode(Int.self, forKey: .regressionCursor)
         threads = try c.decode(Int.self, forKey: .threads)
@@ -464,10 +458,7 @@ public final class DistillTrainer<T: TensorScalar> {
     /// `body` with the run folder locked: the lock held since `init`, or one taken for the call
     /// when `run()` has released it.
     private func holdingLock<R>(_ body: () throws -> R) throws -> R {
-        if lock != nil { return try body() }
-        let held = try RunFolderLock(runDirectory)
-        defer { withExtendedLifetime(held) {} }
-        return try body()
+        try RunFolderLock.holding(lock, runDirectory, body)
     }
 
     // MARK: Helpers

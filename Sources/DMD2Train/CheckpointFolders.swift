@@ -193,3 +193,14 @@ extension RunCheckpointLayout {
         do { try CheckpointFolders.createFolder(url) } catch let e as CheckpointFolderError { throw badCheckpoint(e.description) }
     }
 }
+
+/// The manifests' random-generator state: `rng_state` since format version 2, `generator` in
+/// version 1 (the word also names the DMD2 network). Both trainers' manifests read it this way.
+public enum ManifestRNGState {
+    enum Keys: String, CodingKey { case rngState = "rng_state", legacy = "generator" }
+
+    public static func decode<G: Decodable>(_: G.Type, from decoder: any Decoder) throws -> G {
+        let c = try decoder.container(keyedBy: Keys.self)
+        return try c.decodeIfPresent(G.self, forKey: .rngState) ?? c.decode(G.self, forKey: .legacy)
+    }
+}

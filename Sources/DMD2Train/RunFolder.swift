@@ -84,6 +84,16 @@ public final class RunFolderLock {
         if let pid = holder(of: folder) { throw lockedError(folder, pid > 0 ? pid : nil) }
     }
 
+    /// Run `body` holding the lock on `folder`: `held` when the caller already holds it (a run in
+    /// progress), else a lock taken for this call only (a checkpoint written outside `run()`).
+    /// Both trainers write and step through this.
+    public static func holding<R>(_ held: RunFolderLock?, _ folder: URL, _ body: () throws -> R) throws -> R {
+        if held != nil { return try body() }
+        let lock = try RunFolderLock(folder)
+        defer { withExtendedLifetime(lock) {} }
+        return try body()
+    }
+
     static func lockedError(_ folder: URL, _ pid: Int32?) -> RunFolderError {
         RunFolderError(.locked, folder: folder.path, holder: pid,
                        "\(folder.path) is in use by another run (\(pid.map { "PID \($0)" } ?? "a process that has not written its PID yet")); wait for it to finish, stop it, or choose another run folder")

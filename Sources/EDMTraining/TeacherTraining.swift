@@ -214,8 +214,6 @@ public struct TeacherCheckpointManifest: RunCheckpointManifest, Equatable {
         case formatVersion = "format_version", imagesSeen = "images_seen", datasetItems = "dataset_items"
         case classNames = "class_names", rngState = "rng_state"
     }
-    /// Version 1's name of `rng_state`.
-    enum LegacyKeys: String, CodingKey { case generator }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -224,11 +222,7 @@ public struct TeacherCheckpointManifest: RunCheckpointManifest, Equatable {
         step = try c.decode(Int.self, forKey: .step)
         imagesSeen = try c.decode(Int.self, forKey: .imagesSeen)
         config = try c.decode(TeacherTrainingConfig.self, forKey: .config)
-        if let rng = try c.decodeIfPresent(RandomGenerator.self, forKey: .rngState) {
-            rngState = rng
-        } else {
-            rngState = try decoder.container(keyedBy: LegacyKeys.self).decode(RandomGenerator.self, forKey: .generator)
-        }
+        rngState = try ManifestRNGState.decode(RandomGenerator.self, from: decoder)   // or version 1's `generator`
         loader = try c.decode(DataLoader.State.self, forKey: .loader)
         threads = try c.decode(Int.self, forKey: .threads)
         dtype = try c.decode(String.self, forKey: .dtype)
@@ -509,10 +503,7 @@ public final class TeacherTrainer<T: TensorScalar> {
     /// `body` with the run folder locked: the lock held since `init`, or one taken for the call
     /// when `run()` has released it.
     private func holdingLock<R>(_ body: () throws -> R) throws -> R {
-        if lock != nil { return try body() }
-        let held = try RunFolderLock(runDirectory)
-        defer { withExtendedLifetime(held) {} }
-        return try body()
+        try RunFolderLock.holding(lock, runDirectory, body)
     }
 
     // MARK: Helpers
