@@ -107,9 +107,20 @@ extension UNetConfig {
         channelMult: [1, 2, 3, 4], channelMultEmb: 4, numBlocks: 1, attnResolutions: [16, 8],
         dropout: 0.10, labelDropout: 0.10)
 
+    /// The teacher shipped for Fashion-MNIST at 64×64 (docs/TEACHER.md): cpu64Tiny's cheap first two
+    /// levels (16 and 32 channels at 64×64 and 32×32, where most of the cost per channel lies) with
+    /// the width doubled at 8×8 — 16 channels × [1, 2, 4, 8] — and attention at 16×16 (64 channels,
+    /// 1 head) and 8×8 (128 channels, 2 heads), where the class-level shape is decided. Dropout 0:
+    /// the CPU budget buys about one epoch, too little to over-fit; label dropout 0.1 (for guidance).
+    public static let cpu64Fashion = UNetConfig(
+        resolution: 64, inChannels: 1, outChannels: 1, labelDim: 10, modelChannels: 16,
+        channelMult: [1, 2, 4, 8], channelMultEmb: 4, numBlocks: 1, attnResolutions: [16, 8],
+        dropout: 0, labelDropout: 0.10)
+
     /// The presets by name (for command lines).
     public static let presets: [String: UNetConfig] = [
         "imagenet64": .imagenet64, "small16": .small16, "cpu64Tiny": .cpu64Tiny, "cpu64Small": .cpu64Small,
+        "cpu64Fashion": .cpu64Fashion,
     ]
 
     /// The same network for images with `channels` channels in and out.
