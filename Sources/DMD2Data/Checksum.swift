@@ -12,7 +12,6 @@
 // is served and rebuilt when it does not match.
 import CZlib
 import Foundation
-import ZIPFoundation
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), the checksum zip records per member.
 /// Slicing-by-8, so verifying a 1.5 GB member costs about a second.
@@ -106,14 +105,45 @@ public struct ContentHash: Sendable {
     }
 }
 
-/// Where each member's data lies in a zip file, from its central directory and local headers,
-/// so a member whose data would run past the end of the file is refused before ZIPFoundation
-/// reads it (it loops forever reading past the end: found by the fuzzers).
+/// One member of a zip file as its central directory records it.
+public struct ZipEntry: Sendable, Equatable {
+    /// The member's path inside the archive ("/"-separated; a folder ends in "/").
+    public let path: String
+    /// Compression method: 0 stored, 8 deflate (the only two read).
+    public let method: UInt16
+    /// The CRC-32 of the uncompressed bytes.
+    public let checksum: UInt32
+    public let compressedSize: UInt64
+    public let uncompressedSize: UInt64
+    /// The first byte of the member's (compressed) data in the file, after its local header.
+    public let dataStart: UInt64
+
+    public var isCompressed: Bool { method != 0 }
+    /// A file member (not a folder entry).
+    public var isFile: Bool { !path.hasSuffix("/") }
+}
+
+/// The members of a zip file, read from its central directory and local headers by our own
+/// parser. ZIPFoundation is used only to write zips: its reader traps (a `precondition` on a
+/// malformed central directory), loops forever on data that runs past the end of the file and
+/// spins on a deflate stream that never ends — all found by the fuzzers. Every field read here
+/// is bounds-checked, and a member whose data would run past the end of the file is refused.
 public struct ZipLayout: Sendable {
+    /// The members in central-directory order.
+    public let entries: [ZipEntry]
     /// Member path → (first byte of its data, compressed size).
     public let dataRanges: [String: (start: UInt64, size: UInt64)]
     public let fileSize: UInt64
     public let url: URL
+
+    /// The file members (folder entries left out), in central-directory order.
+    public var files: [ZipEntry] { entries.filter(\.isFile) }
+
+    /// The file member at `path`, if there is one.
+    public func entry(_ path: String) -> ZipEntry? {
+        guard let range = dataRanges[path] else { return nil }
+        return entries.first { $0.path == path && $0.dataStart == range.start && $0.isFile }
+    }
 
     /// Parse the central directory of the zip at `url` (reading only it, the end records and the
     /// local headers, never the members' data); throws a DataError when it is malformed.
@@ -162,10 +192,13 @@ public struct ZipLayout: Sendable {
         guard size <= n, count <= size / 46 + 1 else { throw fail("central directory size or count past the end") }
         let directory = try read(offset, Int(size))
         var ranges: [String: (UInt64, UInt64)] = [:]
+        var entries: [ZipEntry] = []
+        entries.reserveCapacity(Int(count))
         var o = 0
         for _ in 0..<Int(count) {
             guard o + 46 <= directory.count, u(directory, o, 4) == 0x0201_4B50 else { throw fail("bad central directory record") }
             var compressed = u(directory, o + 20, 4), uncompressed = u(directory, o + 24, 4), local = u(directory, o + 42, 4)
+            let method = UInt16(u(directory, o + 10, 2)), crc = UInt32(u(directory, o + 16, 4))
             let nameLength = Int(u(directory, o + 28, 2)), extraLength = Int(u(directory, o + 30, 2))
             let commentLength = Int(u(directory, o + 32, 2))
             guard o + 46 + nameLength + extraLength <= directory.count else { throw fail("central directory record runs past its end") }
@@ -195,23 +228,27 @@ public struct ZipLayout: Sendable {
                 throw DataError(file: url, entry: name,
                                 "\(name) of \(url.lastPathComponent): its data (\(compressed) bytes from byte \(start)) runs past the end of the \(n)-byte file (corrupt or truncated archive)")
             }
+            guard ranges[name] == nil else { throw fail("member \(name) is listed twice") }
             ranges[name] = (start, compressed)
+            entries.append(ZipEntry(path: name, method: method, checksum: crc, compressedSize: compressed,
+                                    uncompressedSize: uncompressed, dataStart: start))
             o += 46 + nameLength + extraLength + commentLength
         }
+        self.entries = entries
         dataRanges = ranges
         fileSize = n
         self.url = url
     }
 
-    /// Throws unless `entry` is a member whose recorded compressed size matches its central
-    /// directory record and whose data lies inside the file.
-    public func check(_ entry: Entry, archiveName: String) throws {
-        guard let range = dataRanges[entry.path] else {
+    /// Throws unless `entry` is one of this archive's members, stored or deflated, whose recorded
+    /// uncompressed size could come from its compressed bytes.
+    public func check(_ entry: ZipEntry, archiveName: String) throws {
+        guard let range = dataRanges[entry.path], range.start == entry.dataStart, range.size == entry.compressedSize else {
             throw DataError(file: archiveName, entry: entry.path, "member not in the central directory")
         }
-        guard range.size == entry.compressedSize else {
+        guard entry.method == 0 || entry.method == 8 else {
             throw DataError(file: archiveName, entry: entry.path,
-                            "\(entry.path): compressed size \(entry.compressedSize) disagrees with the central directory's \(range.size) (corrupt archive)")
+                            "\(entry.path): compression method \(entry.method) is not supported (only stored and deflate)")
         }
         // Deflate expands at most ~1032×; a stored member is its own size.
         let limit = entry.isCompressed ? range.size.multipliedReportingOverflow(by: 1032).partialValue + 1024 : range.size
@@ -227,7 +264,7 @@ public enum ZipMembers {
     /// Stream `entry` of `archive` to `consumer`, then check that the bytes' CRC-32 and count
     /// match what the archive records. `archiveName` and the member's path name the error.
     /// A consumer that throws stops the read (its error is rethrown as is, unchecked).
-    public static func extract(_ entry: Entry, of archive: Archive, layout: ZipLayout, archiveName: String,
+    public static func extract(_ entry: ZipEntry, layout: ZipLayout, archiveName: String,
                                bufferSize: Int = 64 * 1024, consumer: (Data) throws -> Void) throws {
         try layout.check(entry, archiveName: archiveName)
         var crc = CRC32Checksum(), count: UInt64 = 0
@@ -235,10 +272,8 @@ public enum ZipMembers {
         func fail(_ why: String) -> DataError {
             DataError(file: archiveName, entry: entry.path, "cannot read member of \((archiveName as NSString).lastPathComponent) (\(why))")
         }
-        // The member's bytes are read from its data range directly and inflated with zlib here:
-        // ZIPFoundation's inflate loop spins forever on a deflate stream that never ends (a flipped
-        // bit can do that; found by the fuzzers), so it is only used to list the members.
-        let range = layout.dataRanges[entry.path]!
+        // The member's bytes are read from its data range directly and inflated with zlib here.
+        let range = (start: entry.dataStart, size: entry.compressedSize)
         let handle: FileHandle
         do { handle = try FileHandle(forReadingFrom: layout.url); try handle.seek(toOffset: range.start) } catch {
             throw fail("\(error)")
@@ -314,11 +349,11 @@ public enum ZipMembers {
     }
 
     /// A whole member in memory, checked.
-    public static func data(_ entry: Entry, of archive: Archive, layout: ZipLayout, archiveName: String) throws -> Data {
+    public static func data(_ entry: ZipEntry, layout: ZipLayout, archiveName: String) throws -> Data {
         var data = Data()
         // The recorded size is untrusted: reserve at most 64 MiB up front.
         data.reserveCapacity(Int(min(entry.uncompressedSize, 64 << 20)))
-        try extract(entry, of: archive, layout: layout, archiveName: archiveName) { data.append($0) }
+        try extract(entry, layout: layout, archiveName: archiveName) { data.append($0) }
         return data
     }
 

@@ -10,13 +10,12 @@
 // optional `"class_names": [...]` (ignored by EDM), which then fixes classCount and the names.
 // Resolution and channels come from the first image (EDM does the same); every item is checked.
 import Foundation
-import ZIPFoundation
 
 public final class EDMDataset: ImageDataset {
     /// Where the bytes come from.
     private enum Source {
         case folder(URL)
-        case zip(Archive, ZipLayout, [String: Entry])
+        case zip(ZipLayout, [String: ZipEntry])
     }
 
     public let name: String
@@ -45,13 +44,13 @@ public final class EDMDataset: ImageDataset {
             source = .folder(url)
             files = EDMDataset.relativeFiles(in: url)
         } else {
-            let archive: Archive
-            do { archive = try Archive(url: url, accessMode: .read) } catch {
-                throw DataError(file: url, "not a readable zip archive (\(error))")
+            let layout: ZipLayout
+            do { layout = try ZipLayout(url: url) } catch let error as DataError {
+                throw error.entry != nil ? error : DataError(file: url, "not a readable zip archive (\(error.reason))")
             }
-            var entries: [String: Entry] = [:]
-            for entry in archive where entry.type == .file { entries[entry.path] = entry }
-            source = .zip(archive, try ZipLayout(url: url), entries)
+            var entries: [String: ZipEntry] = [:]
+            for entry in layout.files { entries[entry.path] = entry }
+            source = .zip(layout, entries)
             files = Array(entries.keys)
         }
         let paths = files.filter { $0.lowercased().hasSuffix(".png") }.sorted()
@@ -127,9 +126,9 @@ public final class EDMDataset: ImageDataset {
             do { return try Data(contentsOf: root.appendingPathComponent(path)) } catch {
                 throw DataError(file: name, entry: path, "cannot read file (\(error.localizedDescription))")
             }
-        case .zip(let archive, let layout, let entries):
+        case .zip(let layout, let entries):
             guard let entry = entries[path] else { throw DataError(file: name, entry: path, "no such member") }
-            return try ZipMembers.data(entry, of: archive, layout: layout, archiveName: name)
+            return try ZipMembers.data(entry, layout: layout, archiveName: name)
         }
     }
 

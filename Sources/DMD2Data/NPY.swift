@@ -13,7 +13,6 @@
 // EDM's FID reference `mu`/`sigma`) or extract one to a file once (big ones, see
 // ImageNet64Dataset for why); either way every member's CRC-32 is checked (Checksum.swift).
 import Foundation
-import ZIPFoundation
 
 /// The parsed header of one .npy array.
 public struct NPYHeader: Equatable, Sendable {
@@ -137,9 +136,8 @@ func npyIntegers(_ bytes: Data, dtype: NPYHeader.DType, count: Int) -> [Int]? {
 /// A .npz file opened for reading: members by name (without ".npy").
 public final class NPZArchive {
     public let url: URL
-    private let archive: Archive
     private let layout: ZipLayout
-    private let entries: [String: Entry]
+    private let entries: [String: ZipEntry]
 
     /// Open `url`; throws a DataError if it is not a readable zip.
     public init(url: URL) throws {
@@ -147,12 +145,11 @@ public final class NPZArchive {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw DataError(file: url, "no such file")
         }
-        do { archive = try Archive(url: url, accessMode: .read) } catch {
-            throw DataError(file: url, "not a readable zip/npz archive (\(error))")
+        do { layout = try ZipLayout(url: url) } catch let error as DataError {
+            throw error.entry != nil ? error : DataError(file: url, "not a readable zip/npz archive (\(error.reason))")
         }
-        layout = try ZipLayout(url: url)
-        var entries: [String: Entry] = [:]
-        for entry in archive where entry.type == .file && entry.path.hasSuffix(".npy") {
+        var entries: [String: ZipEntry] = [:]
+        for entry in layout.files where entry.path.hasSuffix(".npy") {
             entries[String(entry.path.dropLast(4))] = entry
         }
         self.entries = entries
@@ -161,7 +158,7 @@ public final class NPZArchive {
     /// Member names, without ".npy", sorted.
     public var memberNames: [String] { entries.keys.sorted() }
 
-    private func entry(_ name: String) throws -> Entry {
+    private func entry(_ name: String) throws -> ZipEntry {
         guard let entry = entries[name] else {
             let has = memberNames.isEmpty ? "no .npy members" : "members: " + memberNames.joined(separator: ", ")
             throw DataError(file: url, entry: name + ".npy", "missing member (\(has))")
@@ -171,7 +168,7 @@ public final class NPZArchive {
 
     /// A member's bytes as stored in the archive (the whole .npy), CRC-32 checked.
     public func rawMember(_ name: String) throws -> Data {
-        try ZipMembers.data(try entry(name), of: archive, layout: layout, archiveName: url.path)
+        try ZipMembers.data(try entry(name), layout: layout, archiveName: url.path)
     }
 
     /// The header of a member, reading only its first bytes.
@@ -180,7 +177,7 @@ public final class NPZArchive {
         var prefix = Data()
         struct EnoughBytes: Error {}
         do {
-            try ZipMembers.extract(entry, of: archive, layout: layout, archiveName: url.path, bufferSize: 4096) { chunk in
+            try ZipMembers.extract(entry, layout: layout, archiveName: url.path, bufferSize: 4096) { chunk in
                 prefix.append(chunk)
                 if let size = try NPYHeader.headerSize(prefix: prefix, name: self.url.path, entry: name + ".npy"),
                    prefix.count >= size { throw EnoughBytes() }
@@ -196,7 +193,7 @@ public final class NPZArchive {
     /// A whole member in memory: its header and its element bytes (CRC-32 and size checked).
     public func read(_ name: String) throws -> (header: NPYHeader, bytes: Data) {
         let entry = try entry(name)
-        let data = try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path)
+        let data = try ZipMembers.data(entry, layout: layout, archiveName: url.path)
         let header = try NPYHeader.parse(data, name: url.path, entry: name + ".npy")
         guard data.count - header.dataOffset >= header.byteCount else {
             throw DataError(file: url, entry: name + ".npy",
@@ -267,7 +264,7 @@ public final class NPZArchive {
                 }
                 let out = try FileHandle(forWritingTo: partial)
                 defer { try? out.close() }
-                try ZipMembers.extract(entry, of: archive, layout: layout, archiveName: url.path, bufferSize: 1 << 20) { try out.write(contentsOf: $0) }
+                try ZipMembers.extract(entry, layout: layout, archiveName: url.path, bufferSize: 1 << 20) { try out.write(contentsOf: $0) }
                 try out.close()
                 try? fm.removeItem(at: target)
                 try fm.moveItem(at: partial, to: target)

@@ -9,7 +9,6 @@
 // on the restricted reader (nothing is executed, unknown globals are refused), every member's
 // CRC-32 is checked, and every view is checked against its storage before a value is read.
 import Foundation
-import ZIPFoundation
 
 /// A state dict read from a torch.save zip: tensor names → views of storages, read on demand.
 public final class TorchStateDict {
@@ -19,7 +18,6 @@ public final class TorchStateDict {
     /// The key path of the nested dict the tensors came from ("" for the top level).
     public let nestedUnder: [String]
 
-    private let archive: Archive
     private let layout: ZipLayout
     private let prefix: String
     /// The bytes of data.pkl (for the fuzzers).
@@ -31,18 +29,17 @@ public final class TorchStateDict {
     public init(url: URL) throws {
         self.url = url
         guard FileManager.default.fileExists(atPath: url.path) else { throw DataError(file: url, "no such file") }
-        do { archive = try Archive(url: url, accessMode: .read) } catch {
-            throw DataError(file: url, "not a readable zip: torch.save files (PyTorch ≥ 1.6) are zips; an older or truncated file? (\(error))")
+        do { layout = try ZipLayout(url: url) } catch let error as DataError {
+            throw error.entry != nil ? error : DataError(file: url, "not a readable zip: torch.save files (PyTorch ≥ 1.6) are zips; an older or truncated file? (\(error.reason))")
         }
-        layout = try ZipLayout(url: url)
-        let pickles = archive.filter { $0.type == .file && ($0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl")) }
+        let pickles = layout.files.filter { $0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl") }
             .filter { !$0.path.dropLast("data.pkl".count).dropLast().contains("/") }
         guard pickles.count == 1 else {
             throw DataError(file: url, "expected one '<name>/data.pkl' member, found \(pickles.count): not a torch.save file?")
         }
         let entry = pickles[0]
         prefix = String(entry.path.dropLast("data.pkl".count))
-        let data = try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path)
+        let data = try ZipMembers.data(entry, layout: layout, archiveName: url.path)
         var root: PickleValue
         do {
             var reader = PickleReader(data)
@@ -83,7 +80,7 @@ public final class TorchStateDict {
     /// rounded), in row-major order of its shape, whatever its strides.
     public func floats(_ name: String, _ t: PickleTensor) throws -> [Float] {
         let path = prefix + "data/" + t.storageKey
-        guard let entry = archive[path] else { throw DataError(file: url, entry: path, "tensor '\(name)': missing storage member") }
+        guard let entry = layout.entry(path) else { throw DataError(file: url, entry: path, "tensor '\(name)': missing storage member") }
         let itemSize: Int
         switch t.dtype {
         case "float32": itemSize = 4
@@ -112,7 +109,7 @@ public final class TorchStateDict {
             throw DataError(file: url, entry: path,
                             "tensor '\(name)': view offset \(t.offset), shape \(t.shape), strides \(t.strides) reaches outside its storage of \(t.storageCount)")
         }
-        let bytes = [UInt8](try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path))
+        let bytes = [UInt8](try ZipMembers.data(entry, layout: layout, archiveName: url.path))
         func value(_ i: Int) -> Float {
             let o = i * itemSize
             switch itemSize {

@@ -12,7 +12,6 @@
 import DMD2Core
 import DMD2Data
 import Foundation
-import ZIPFoundation
 
 /// The module tree of a TorchScript zip, flattened to dotted attribute names.
 public final class TorchScriptArchive {
@@ -22,7 +21,6 @@ public final class TorchScriptArchive {
     /// The class name of each module, by dotted path ("" is the root).
     public private(set) var moduleClasses: [String: String] = [:]
 
-    private let archive: Archive
     private let layout: ZipLayout
     private let prefix: String                  // "out_jit_module/"
 
@@ -30,17 +28,16 @@ public final class TorchScriptArchive {
     public init(url: URL) throws {
         self.url = url
         guard FileManager.default.fileExists(atPath: url.path) else { throw DataError(file: url, "no such file") }
-        do { archive = try Archive(url: url, accessMode: .read) } catch {
-            throw DataError(file: url, "not a readable zip (TorchScript files are zips): \(error)")
+        do { layout = try ZipLayout(url: url) } catch let error as DataError {
+            throw error.entry != nil ? error : DataError(file: url, "not a readable zip (TorchScript files are zips): \(error.reason)")
         }
-        layout = try ZipLayout(url: url)
-        let pickles = archive.filter { $0.type == .file && ($0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl")) }
+        let pickles = layout.files.filter { $0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl") }
         guard pickles.count == 1 else {
             throw DataError(file: url, "expected one '<archive>/data.pkl' member, found \(pickles.count): not a TorchScript file?")
         }
         let entry = pickles[0]
         prefix = String(entry.path.dropLast("data.pkl".count))
-        let data = try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path)
+        let data = try ZipMembers.data(entry, layout: layout, archiveName: url.path)
         let root: PickleValue
         do {
             var reader = PickleReader(data)
@@ -113,8 +110,8 @@ public final class TorchScriptArchive {
     /// storage, and a cache would hold a second copy of the whole network while it loads).
     private func floatStorage(_ key: String, count: Int) throws -> [Float] {
         let path = prefix + "data/" + key
-        guard let entry = archive[path] else { throw DataError(file: url, entry: path, "missing tensor storage member") }
-        let data = try ZipMembers.data(entry, of: archive, layout: layout, archiveName: url.path)
+        guard let entry = layout.entry(path) else { throw DataError(file: url, entry: path, "missing tensor storage member") }
+        let data = try ZipMembers.data(entry, layout: layout, archiveName: url.path)
         guard data.count == 4 * count else {
             throw DataError(file: url, entry: path, "holds \(data.count) bytes; \(count) float32 values need \(4 * count)")
         }
