@@ -62,6 +62,9 @@ enum MPIJob {
     static func describe(_ parallel: DataParallel?, batch: Int) -> String? {
         guard let parallel else { return nil }
         let b = batch / parallel.shards
+        if parallel.size == 1 {
+            return "data parallel: one process computing \(parallel.shards) shards of \(b) images one after the other, gradients averaged in shard order (as \(parallel.shards) MPI ranks would)"
+        }
         return "data parallel: \(parallel.group.summary); \(parallel.shards) shards of \(b) images (\(parallel.shardsPerRank) per rank), gradients averaged \(parallel.reduction == .ordered ? "in shard order (all-to-all + all-gather)" : "by MPI_Allreduce"); weights compared every \(parallel.checkInterval) iterations and before each checkpoint; rank 0 writes the log and checkpoints"
     }
 }
