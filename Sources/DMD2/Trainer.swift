@@ -31,7 +31,10 @@
 // teacher's trainer). Nothing non-finite is saved: G, μ_fake, the head, both optimisers' moments
 // and the EMA are checked after every iteration's updates and before every write
 // (`NonFinite.checkState`). The run folder is locked from `init` until `run()` returns or the
-// trainer is released (`RunFolderLock`). Bitwise resume needs the same thread count
+// trainer is released (`RunFolderLock`). Data parallel (config.shards = S > 1, DMD2Train's
+// DataParallel, docs/MPI.md): S shards with their own rows and random streams, computed here one
+// after the other or on MPI ranks, G's and the critic's gradients averaged in shard order before
+// the update; rank 0 locks, logs and writes checkpoints. Bitwise resume needs the same thread count
 // (parallel reductions are chunked by it); the manifest records it and a mismatch is reported.
 import DMD2Core
 import DMD2Data

@@ -30,6 +30,11 @@
 // from `init` until `run()` returns or the trainer is released (`RunFolderLock`). Loading is strict: the manifest's files must exist with
 // their recorded sizes, and the safetensors files load strictly (a missing, unexpected or
 // mis-shaped key is an error naming it).
+// Data parallel (config.shards = S > 1, DMD2Train's DataParallel, docs/MPI.md): the batch is cut
+// into S shards, each with its own rows and random stream (seeded by one draw of the trainer's
+// generator per step), computed one after the other here or spread over MPI ranks; their
+// gradients are averaged in shard order, so any rank count dividing S gives the same bits. Rank 0
+// locks, logs and writes checkpoints; every rank resumes from them.
 // Bitwise resume needs the same thread count (parallel reductions are chunked by it) and the
 // same dataset; the manifest records both and a mismatch is reported.
 import DMD2Core
