@@ -18,6 +18,7 @@
 //   DMD2                the method: DM loss, fake critic, GAN head, TTUR loop, few-step generator
 //   DMD2Toy             DMD2 in the plane: a Gaussian mixture with a closed-form score, for the guide
 //   DMD2CUDA            a GPU backend adapter, CUDA loaded at run time (dlopen)
+//   DMD2MPI             Open MPI behind DMD2Train's ProcessGroup, loaded at run time (dlopen): data-parallel training
 //   DMD2Checks          the checking library: reference and shadow backends, the tolerance table, primitive,
 //                       op and golden cases; finite-difference (Richardson-bounded), adjoint, Float-vs-Double
 //                       and CPU-vs-reference checks of ops, UNet layers, the UNet, DMD2's losses, AdamW
@@ -79,6 +80,7 @@ let package = Package(
             dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "DMD2Data", "EDM", "SafeTensors"],
             swiftSettings: simd),
         .target(name: "DMD2CUDA", dependencies: ["DMD2Core"], swiftSettings: simd),
+        .target(name: "DMD2MPI", dependencies: ["DMD2Train"], swiftSettings: simd),
         .target(name: "DMD2Toy", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM"], swiftSettings: simd),
         .target(name: "DMD2Checks", dependencies: ["DMD2Core", "DMD2Ops", "DMD2Train", "EDM", "DMD2"], swiftSettings: simd),
         // Test support (not a product): CheckedTestCase, the base class that registers the checking
@@ -88,7 +90,7 @@ let package = Package(
             name: "dmd2",
             dependencies: [
                 "EDMConvert", "DMD2Core", "DMD2Ops", "DMD2Checks", "EDM", "EDMTraining", "DMD2Data", "DMD2Metrics", "DMD2Train",
-                "DMD2", "DMD2Plot", "DMD2CUDA", "DMD2Toy", "SafeTensors",
+                "DMD2", "DMD2Plot", "DMD2CUDA", "DMD2MPI", "DMD2Toy", "SafeTensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: simd),

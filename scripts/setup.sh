@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system libraries swift-dmd2 links (BLIS, FFTW3) and the embedded default data
 # (Debian's Fashion-MNIST), with apt, only when they are missing. Safe to run repeatedly.
+# `--mpi` also installs Open MPI (libopenmpi-dev, openmpi-bin: mpirun and libmpi.so.40) for
+# data-parallel training (docs/MPI.md); the package builds and runs without it.
 set -euo pipefail
 need=()
+for arg in "$@"; do
+    case "$arg" in
+        --mpi) dpkg -s openmpi-bin >/dev/null 2>&1 || need+=(openmpi-bin)
+               dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev) ;;
+        *) echo "setup: unknown option $arg (known: --mpi)" >&2; exit 2 ;;
+    esac
+done
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libblis-dev)
 dpkg -s libblis-dev >/dev/null 2>&1 || need+=(libblis-dev)
 dpkg -s libfftw3-dev >/dev/null 2>&1 || need+=(libfftw3-dev)

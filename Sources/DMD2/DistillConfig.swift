@@ -69,11 +69,17 @@ public struct DistillConfig: Codable, Equatable, Sendable {
     /// A k-step generator's training inputs: the rollout of the current G (true) or noised real
     /// images (false, the ablation). Ignored for k = 1.
     public var backwardSimulation: Bool
+    /// Data-parallel shards S of the batch (DMD2Train's DataParallel: each shard has its own
+    /// random stream, gradients averaged in shard order); nil or 1: the whole batch at once.
+    public var shards: Int?
+
+    /// S (1 without sharding).
+    public var shardCount: Int { shards ?? 1 }
 
     enum CodingKeys: String, CodingKey {
         case network, batchSize, iterations, generatorOptimizer, criticOptimizer, tturRatio, distributionMatching, gan
         case ganWeightGenerator, ganWeightCritic, maxGradNorm, ema, realGuidance, regression, dmMinStep, dmMaxStep, seed
-        case checkpointInterval, keepCheckpoints, maxItems, generatorSteps, backwardSimulation
+        case checkpointInterval, keepCheckpoints, maxItems, generatorSteps, backwardSimulation, shards
     }
 
     public init(network: UNetConfig, batchSize: Int, iterations: Int, learningRate: Double = 2e-6, warmUpSteps: Int = 0,
@@ -81,7 +87,8 @@ public struct DistillConfig: Codable, Equatable, Sendable {
                 ganWeightGenerator: Double = 3e-3, ganWeightCritic: Double = 1e-2, maxGradNorm: Double = 10,
                 ema: EMASchedule? = nil, realGuidance: Double? = nil, regression: RegressionSettings? = nil,
                 dmMinStep: Int = 20, dmMaxStep: Int = 980, seed: UInt64 = 0, checkpointInterval: Int = 500,
-                keepCheckpoints: Int = 3, maxItems: Int? = nil, generatorSteps: Int = 1, backwardSimulation: Bool = true) {
+                keepCheckpoints: Int = 3, maxItems: Int? = nil, generatorSteps: Int = 1, backwardSimulation: Bool = true,
+                shards: Int? = nil) {
         let optimizer = AdamWConfig(learningRate: learningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8,
                                     weightDecay: weightDecay, warmUpSteps: warmUpSteps)
         self.network = network
@@ -106,6 +113,7 @@ public struct DistillConfig: Codable, Equatable, Sendable {
         self.maxItems = maxItems
         self.generatorSteps = generatorSteps
         self.backwardSimulation = backwardSimulation
+        self.shards = shards
     }
 
     /// Decodes a manifest's config; `generatorSteps` and `backwardSimulation` default to 1 and
@@ -134,6 +142,7 @@ public struct DistillConfig: Codable, Equatable, Sendable {
         maxItems = try c.decodeIfPresent(Int.self, forKey: .maxItems)
         generatorSteps = try c.decodeIfPresent(Int.self, forKey: .generatorSteps) ?? 1
         backwardSimulation = try c.decodeIfPresent(Bool.self, forKey: .backwardSimulation) ?? true
+        shards = try c.decodeIfPresent(Int.self, forKey: .shards)
     }
 
     /// The generator's noise levels: K[999 − i·⌊1000/k⌋], i = 0 … k−1.
@@ -184,6 +193,9 @@ public struct DistillConfig: Codable, Equatable, Sendable {
             guard regression.weight >= 0, regression.weight.isFinite else { throw fail("regression weight \(regression.weight) must be finite and ≥ 0") }
         }
         if let maxItems, maxItems <= 0 { throw fail("max items \(maxItems) must be positive") }
+        if let shards {
+            guard shards >= 1, batchSize % shards == 0 else { throw fail("batch size \(batchSize) cannot be cut into \(shards) equal shards") }
+        }
         guard (1...SigmaGrid.dmd2.count).contains(generatorSteps) else {
             throw fail("generator steps \(generatorSteps) must lie in 1…\(SigmaGrid.dmd2.count)")
         }

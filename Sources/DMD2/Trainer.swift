@@ -31,7 +31,10 @@
 // teacher's trainer). Nothing non-finite is saved: G, μ_fake, the head, both optimisers' moments
 // and the EMA are checked after every iteration's updates and before every write
 // (`NonFinite.checkState`). The run folder is locked from `init` until `run()` returns or the
-// trainer is released (`RunFolderLock`). Bitwise resume needs the same thread count
+// trainer is released (`RunFolderLock`). Data parallel (config.shards = S > 1, DMD2Train's
+// DataParallel, docs/MPI.md): S shards with their own rows and random streams, computed here one
+// after the other or on MPI ranks, G's and the critic's gradients averaged in shard order before
+// the update; rank 0 locks, logs and writes checkpoints. Bitwise resume needs the same thread count
 // (parallel reductions are chunked by it); the manifest records it and a mismatch is reported.
 import DMD2Core
 import DMD2Data
@@ -196,9 +199,14 @@ public final class DistillTrainer<T: TensorScalar> {
 
     private let pairs: RegressionPairs?
     private let datasetName: String?
-    private let log: JSONLinesLog
+    /// nil on data-parallel ranks other than 0 (rank 0 logs and writes checkpoints).
+    private let log: JSONLinesLog?
     /// Held from `init` until `run()` returns (or the trainer is released).
     private var lock: RunFolderLock?
+    /// The data-parallel run (nil: the whole batch at once, in this process).
+    public let parallel: DataParallel?
+    /// Whether this process writes the log and the checkpoints (rank 0, or no data parallelism).
+    public var isRoot: Bool { parallel?.isRoot ?? true }
 
     /// The EMA of G as a network (nil without EMA).
     public var emaGenerator: UNet<T>? {
@@ -212,17 +220,21 @@ public final class DistillTrainer<T: TensorScalar> {
 
     /// A fresh run in `runDirectory` (created; it must not hold checkpoints yet). `dataset`
     /// supplies the real images (needed when the GAN is on); `classNames` go into the checkpoints.
+    /// With `dataParallel`, this process is one rank of the group: rank 0 locks the folder and
+    /// writes the teacher copy, the log and the checkpoints; the others touch no file.
     public init(config: DistillConfig, teacher: UNet<T>, dataset: (any ImageDataset)?, runDirectory: URL,
-                classNames: [String]? = nil) throws {
+                classNames: [String]? = nil, dataParallel: DataParallelSetup? = nil) throws {
         var config = config
         config.network = teacher.config
         try config.validate(in: T.self)
+        let parallel = try Self.makeParallel(dataParallel, config)
+        let isRoot = parallel?.isRoot ?? true
         func refuseExisting() throws {
             guard let existing = DistillCheckpoint.latest(in: runDirectory) else { return }
             let user = RunFolderLock.holder(of: runDirectory).map { $0 > 0 ? " and is in use by PID \($0)" : " and is in use by another run" } ?? ""
             throw DistillError.badCheckpoint("\(runDirectory.path) already holds checkpoints (\(existing.lastPathComponent))\(user); resume it or choose another run folder")
         }
-        try refuseExisting()
+        if isRoot { try refuseExisting() }
         if let r = config.regression { config.regression?.pairsFile = URL(fileURLWithPath: r.pairsFile).standardizedFileURL.path }
         let pairs = try Self.openPairs(config)
         var seeds = RandomGenerator(seed: config.seed)
@@ -231,11 +243,14 @@ public final class DistillTrainer<T: TensorScalar> {
         let networks = DMD2Networks<T>(teacher: teacher, headRNG: &headRNG)
         let loader = try Self.makeLoader(config, dataset: dataset, seed: loaderSeed)
 
-        let lock = try RunFolderLock(runDirectory)
-        try refuseExisting()                                            // written before we locked
-        try DistillCheckpoint.createFolder(runDirectory.appendingPathComponent("checkpoints"))
-        do { try EDMCheckpoint.save(teacher, to: runDirectory.appendingPathComponent(DistillCheckpoint.teacherName)) } catch {
-            throw DistillError.badCheckpoint("cannot write \(runDirectory.appendingPathComponent(DistillCheckpoint.teacherName).path): \(error)")
+        var lock: RunFolderLock?
+        if isRoot {
+            lock = try RunFolderLock(runDirectory)
+            try refuseExisting()                                        // written before we locked
+            try DistillCheckpoint.createFolder(runDirectory.appendingPathComponent("checkpoints"))
+            do { try EDMCheckpoint.save(teacher, to: runDirectory.appendingPathComponent(DistillCheckpoint.teacherName)) } catch {
+                throw DistillError.badCheckpoint("cannot write \(runDirectory.appendingPathComponent(DistillCheckpoint.teacherName).path): \(error)")
+            }
         }
         self.config = config
         self.runDirectory = runDirectory
@@ -251,9 +266,14 @@ public final class DistillTrainer<T: TensorScalar> {
         self.pairs = pairs
         self.datasetName = loader == nil ? nil : dataset?.name
         self.lock = lock
+        self.parallel = parallel
         let logURL = runDirectory.appendingPathComponent("log.jsonl")
-        try? FileManager.default.removeItem(at: logURL)                 // a run that never checkpointed
-        self.log = try JSONLinesLog(url: logURL)
+        if isRoot {
+            try? FileManager.default.removeItem(at: logURL)             // a run that never checkpointed
+            self.log = try JSONLinesLog(url: logURL)
+        } else {
+            self.log = nil
+        }
     }
 
     /// Resume the newest checkpoint of `runDirectory`. `iterations` may extend (or shorten, not
@@ -261,14 +281,17 @@ public final class DistillTrainer<T: TensorScalar> {
     /// `settings` and `teacher`, when given, are what the caller asked for: a setting that differs
     /// from the run's (other than `iterations`) or a teacher other than the run's is a
     /// `changedSettings` error naming each. The log is cut back to the checkpoint.
+    /// With `dataParallel`, every rank reads the checkpoint; only rank 0 locks the folder (any
+    /// rank count dividing the run's shard count S resumes it, bitwise as it would have gone on).
     public init(resuming runDirectory: URL, dataset: (any ImageDataset)?, iterations: Int? = nil,
                 expecting settings: DistillConfig? = nil, teacher requestedTeacher: UNet<T>? = nil,
-                report: (String) -> Void = { _ in }) throws {
+                dataParallel: DataParallelSetup? = nil, report: (String) -> Void = { _ in }) throws {
         func noCheckpoint() -> DistillError {
             .badCheckpoint("\(runDirectory.path): no checkpoint to resume (checkpoints/step-*/\(DistillCheckpoint.manifestName))")
         }
         guard DistillCheckpoint.latest(in: runDirectory) != nil else { throw noCheckpoint() }
-        let lock = try RunFolderLock(runDirectory)
+        let isRoot = (dataParallel?.group.rank ?? 0) == 0
+        let lock = isRoot ? try RunFolderLock(runDirectory) : nil
         guard let folder = DistillCheckpoint.latest(in: runDirectory) else { throw noCheckpoint() }
         let manifest = try DistillCheckpoint.manifest(at: folder)
         guard manifest.dtype == T.dtypeTag else {
@@ -286,6 +309,7 @@ public final class DistillTrainer<T: TensorScalar> {
             throw DistillError.badConfig("the run is at iteration \(manifest.step); iterations \(config.iterations) would end before it")
         }
         let network = DMD2Networks<T>.studentConfig(teacher: config.network)
+        let parallel = try Self.makeParallel(dataParallel, config)
 
         func load(_ name: String, _ c: UNetConfig) throws -> UNet<T> {
             let url = name == DistillCheckpoint.teacherName ? runDirectory.appendingPathComponent(name) : folder.appendingPathComponent(name)
@@ -345,10 +369,37 @@ public final class DistillTrainer<T: TensorScalar> {
         self.pairs = try Self.openPairs(config)
         self.datasetName = manifest.dataset
         self.lock = lock
+        self.parallel = parallel
         let logURL = runDirectory.appendingPathComponent("log.jsonl")
         let resumedStep = manifest.step
-        try JSONLinesLog.truncate(logURL) { ($0["step"] as? Int).map { $0 <= resumedStep } ?? false }
-        self.log = try JSONLinesLog(url: logURL)
+        if isRoot {
+            try JSONLinesLog.truncate(logURL) { ($0["step"] as? Int).map { $0 <= resumedStep } ?? false }
+            self.log = try JSONLinesLog(url: logURL)
+        } else {
+            self.log = nil
+        }
+    }
+
+    /// The run's DataParallel: the given group's, a single process computing S > 1 shards, or nil.
+    static func makeParallel(_ setup: DataParallelSetup?, _ config: DistillConfig) throws -> DataParallel? {
+        do {
+            if let setup { return try DataParallel(setup: setup, shards: config.shardCount, batchSize: config.batchSize) }
+            guard config.shardCount > 1 else { return nil }
+            return try DataParallel(setup: DataParallelSetup(group: SingleProcess()), shards: config.shardCount, batchSize: config.batchSize)
+        } catch let e as DataParallelError {
+            throw DistillError.badConfig(e.description)
+        }
+    }
+
+    /// Every network's weights in a fixed order (G, μ_fake, the head), for the ranks' comparison.
+    private var allWeights: [Tensor<T>] {
+        (networks.generator.parameters.variables + networks.criticParameters.map(\.variable)).map(\.value)
+    }
+
+    /// Throws on every rank unless all ranks hold the same weights (a data-parallel run).
+    public func checkRanksAgree(_ what: String = "weights") throws {
+        guard let parallel else { return }
+        try parallel.checkIdentical(allWeights, what: what, step: step)
     }
 
     // MARK: Training
@@ -360,6 +411,7 @@ public final class DistillTrainer<T: TensorScalar> {
     }
 
     private func takeIteration() throws -> DistillRecord {
+        if let parallel, parallel.shards > 1 { return try takeShardedIteration(parallel) }
         let started = ProcessInfo.processInfo.systemUptime
         let c = config.network, B = config.batchSize
         let updateGenerator = config.updatesGenerator(atIteration: step)
@@ -376,14 +428,7 @@ public final class DistillTrainer<T: TensorScalar> {
 
         let outcome = try config.objective.iterate(networks: networks, optimizers: optimizers, draws: draws, real: real,
                                                    regression: regression, updateGenerator: updateGenerator, step: step + 1)
-        step += 1
-        if let pairs, regression != nil { regressionCursor = (regressionCursor + B) % pairs.count }
-        if updateGenerator, ema != nil {
-            let updates = (step - 1) / config.tturRatio + 1                 // generator steps so far
-            ema!.update(networks.generator.parameters.variables, batchImages: B, imagesSeen: updates * B)
-        }
-        if updateGenerator { try NonFinite.checkState(optimizers.generator, ema: ema?.values, prefix: "G ", step: step, phase: .afterUpdate) }
-        try NonFinite.checkState(optimizers.critic, prefix: "critic ", step: step, phase: .afterUpdate)
+        try finishIteration(updateGenerator: updateGenerator, regression: regression != nil)
 
         let seconds = ProcessInfo.processInfo.systemUptime - started
         let g = outcome.generator, k = outcome.critic
@@ -398,8 +443,116 @@ public final class DistillTrainer<T: TensorScalar> {
             sigmaDM: g?.dm?.sigma, sigmaFake: k.fake.sigma, logitFake: k.discriminator.map { mean($0.logitsFake) },
             logitReal: k.discriminator.map { mean($0.logitsReal) }, seconds: seconds,
             imagesPerSecond: Double(B) / max(seconds, 1e-9))
-        try log.write(record)
+        try log?.write(record)
         return record
+    }
+
+    /// After the optimiser steps: the step count, the regression cursor, G's EMA, the checks.
+    private func finishIteration(updateGenerator: Bool, regression: Bool) throws {
+        let B = config.batchSize
+        step += 1
+        if let pairs, regression { regressionCursor = (regressionCursor + B) % pairs.count }
+        if updateGenerator, ema != nil {
+            let updates = (step - 1) / config.tturRatio + 1                 // generator steps so far
+            ema!.update(networks.generator.parameters.variables, batchImages: B, imagesSeen: updates * B)
+        }
+        if updateGenerator { try NonFinite.checkState(optimizers.generator, ema: ema?.values, prefix: "G ", step: step, phase: .afterUpdate) }
+        try NonFinite.checkState(optimizers.critic, prefix: "critic ", step: step, phase: .afterUpdate)
+    }
+
+    /// One iteration over S shards (DMD2Train's DataParallel): this rank's shards one after the
+    /// other, each with its own rows of the real batch and regression pairs and its own random
+    /// stream (a few-step generator's step j is drawn once, from the trainer's generator, for
+    /// the whole batch), their gradients averaged over all shards per optimiser, then one
+    /// update. The logged losses are the shards' means; the σ lists are concatenated.
+    private func takeShardedIteration(_ parallel: DataParallel) throws -> DistillRecord {
+        let started = ProcessInfo.processInfo.systemUptime
+        let c = config.network, B = config.batchSize, b = B / parallel.shards
+        let updateGenerator = config.updatesGenerator(atIteration: step)
+        let sharedStep: Int? = config.generatorSteps > 1 ? rng.int(in: 0...(config.generatorSteps - 1)) : nil
+        let streams = parallel.shardGenerators(&rng)
+        let rows = parallel.localRows(batchSize: B)
+        var reals: [RealBatch<T>?] = rows.map { _ in nil }
+        if config.readsRealImages, var l = loader {
+            let batches = try l.next(shards: rows)
+            loader = l
+            reals = batches.map { batch in
+                RealBatch(images: T.self == Float.self ? batch.images as! Tensor<T> : batch.images.converted(to: T.self),
+                          labels: c.labelDim > 0 ? oneHot(batch.labels, classes: c.labelDim) : nil)
+            }
+        }
+        let generatorVariables = networks.generator.parameters.variables
+        let criticVariables = networks.criticParameters.map(\.variable)
+        var generatorFlats: [[T]] = [], criticFlats: [[T]] = [], summaries: [[Double]] = []
+        var generatorPresent: [Bool] = [], criticPresent: [Bool] = []
+        var regressionUsed = false
+        for (k, shard) in parallel.localShards.enumerated() {
+            var stream = streams[shard]
+            var draws = IterationDraws<T>.draw(shape: [b, c.inChannels, c.resolution, c.resolution], classes: c.labelDim,
+                                               dmSteps: config.dmSteps, generatorSteps: config.generatorSteps, rng: &stream)
+            if let sharedStep { draws.fewStep?.step = sharedStep }
+            let regression: RegressionBatch<T>? = updateGenerator ? pairs.map { $0.batch(at: regressionCursor + rows[k].lowerBound, size: b) } : nil
+            regressionUsed = regression != nil
+            let outcome = try config.objective.gradients(networks: networks, optimizers: optimizers, draws: draws, real: reals[k],
+                                                         regression: regression, updateGenerator: updateGenerator, step: step + 1)
+            if updateGenerator {
+                let packed = FlatGradients.pack(generatorVariables)
+                generatorFlats.append(packed.values)
+                generatorPresent = packed.present
+            }
+            let packed = FlatGradients.pack(criticVariables)
+            criticFlats.append(packed.values)
+            criticPresent = packed.present
+            summaries.append(Self.summary(outcome, shardSize: b))
+        }
+        optimizers.generator.zeroGrad()
+        optimizers.critic.zeroGrad()
+        if updateGenerator {
+            FlatGradients.unpack(try parallel.average(generatorFlats), into: generatorVariables, present: generatorPresent)
+        }
+        FlatGradients.unpack(try parallel.average(criticFlats), into: criticVariables, present: criticPresent)
+        let all = try parallel.gatherShards(summaries)
+        let g = networks.generator.parameters, f = networks.fake.parameters, h = networks.head.parameters
+        if updateGenerator {
+            try NonFinite.checkGradients(names: g.names.map { "generator.\($0)" }, parameters: g.variables, step: step + 1)
+        }
+        try NonFinite.checkGradients(names: f.names.map { "fake.\($0)" } + h.names.map { "head.\($0)" }, parameters: criticVariables, step: step + 1)
+        let applied = optimizers.apply(updateGenerator: updateGenerator)
+        try finishIteration(updateGenerator: updateGenerator, regression: regressionUsed)
+
+        let seconds = ProcessInfo.processInfo.systemUptime - started
+        func mean(_ i: Int) -> Double? {
+            guard !all[0][i].isNaN else { return nil }                  // absent on every shard
+            return all.map { $0[i] }.reduce(0, +) / Double(all.count)
+        }
+        let sigmaDM: [Double]? = updateGenerator && config.distributionMatching ? all.flatMap { Array($0[10..<(10 + b)]) } : nil
+        let record = DistillRecord(
+            step: step, generatorStep: updateGenerator, generatorStepIndex: sharedStep,
+            lossDM: mean(0), lossG: mean(1), lossRegression: mean(2), lossFake: mean(3) ?? .nan, lossD: mean(4),
+            generatorLoss: mean(5), criticLoss: mean(6) ?? .nan,
+            gradNormGenerator: applied.generatorGradNorm, gradNormCritic: applied.criticGradNorm,
+            lrGenerator: applied.generatorLearningRate, lrCritic: applied.criticLearningRate, brightness: mean(7) ?? .nan,
+            sigmaDM: sigmaDM, sigmaFake: all.flatMap { Array($0[(10 + b)..<(10 + 2 * b)]) },
+            logitFake: mean(8), logitReal: mean(9), seconds: seconds, imagesPerSecond: Double(B) / max(seconds, 1e-9))
+        try log?.write(record)
+        return record
+    }
+
+    /// A shard's logged values: L_DM, L_G, L_reg, L_fake, L_D, G's total, the critic's total,
+    /// x_g's mean, D's mean logits on fake and real (NaN where absent), then σ_DM and σ_fake per image.
+    static func summary(_ outcome: IterationOutcome<T>, shardSize b: Int) -> [Double] {
+        let g = outcome.generator, k = outcome.critic
+        let mean = { (t: Tensor<T>) in Double(t.mean()) }
+        var values: [Double] = [
+            (g?.dm?.loss.value.scalar).map(Double.init) ?? .nan, (g?.gan?.loss.value.scalar).map(Double.init) ?? .nan,
+            (g?.regression).map(Double.init) ?? .nan, Double(k.fake.loss.value.scalar),
+            (k.discriminator?.loss.value.scalar).map(Double.init) ?? .nan, (g?.total).map(Double.init) ?? .nan,
+            Double(k.total), mean(outcome.images), k.discriminator.map { mean($0.logitsFake) } ?? .nan,
+            k.discriminator.map { mean($0.logitsReal) } ?? .nan,
+        ]
+        values += g?.dm?.sigma ?? [Double](repeating: .nan, count: b)
+        values += k.fake.sigma
+        return values
     }
 
     /// Run until `config.iterations`, writing a checkpoint every `checkpointInterval` iterations
@@ -407,10 +560,12 @@ public final class DistillTrainer<T: TensorScalar> {
     /// disk stay as they were. The run folder's lock is released when this returns or throws.
     public func run(onIteration: (DistillRecord) -> Void = { _ in }, onCheckpoint: (URL) -> Void = { _ in }) throws {
         defer { lock = nil }
-        if lock == nil { lock = try RunFolderLock(runDirectory) }
+        if lock == nil && isRoot { lock = try RunFolderLock(runDirectory) }
+        try checkRanksAgree("starting weights")
         while step < config.iterations {
             let record = try iterate()
             onIteration(record)
+            if let k = parallel?.checkInterval, k > 0, step % k == 0 { try checkRanksAgree() }
             let interval = config.checkpointInterval
             if step == config.iterations || (interval > 0 && step % interval == 0) {
                 onCheckpoint(try saveCheckpoint())
@@ -422,9 +577,13 @@ public final class DistillTrainer<T: TensorScalar> {
 
     /// Write the current state as `checkpoints/step-<step>` atomically, then prune old ones.
     /// Throws a `NonFiniteError` (and writes nothing) if any weight, moment or the EMA is not finite.
+    /// In a data-parallel run every rank calls it: the ranks' weights are compared, then rank 0
+    /// writes (the others return the folder's URL and write nothing).
     @discardableResult
     public func saveCheckpoint() throws -> URL {
-        try holdingLock {
+        try checkRanksAgree()
+        guard isRoot else { return runDirectory.appendingPathComponent("checkpoints").appendingPathComponent(DistillCheckpoint.folderName(step: step)) }
+        return try holdingLock {
             try NonFinite.checkState(optimizers.generator, ema: ema?.values, prefix: "G ", step: step, phase: .beforeSave)
             try NonFinite.checkState(optimizers.critic, prefix: "critic ", step: step, phase: .beforeSave)
             var metadata = ["sigma_max": String(DMD2Networks<T>.sigmaMax)]
@@ -458,7 +617,8 @@ public final class DistillTrainer<T: TensorScalar> {
     /// `body` with the run folder locked: the lock held since `init`, or one taken for the call
     /// when `run()` has released it.
     private func holdingLock<R>(_ body: () throws -> R) throws -> R {
-        try RunFolderLock.holding(lock, runDirectory, body)
+        guard isRoot else { return try body() }
+        return try RunFolderLock.holding(lock, runDirectory, body)
     }
 
     // MARK: Helpers

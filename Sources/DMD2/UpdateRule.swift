@@ -125,6 +125,15 @@ public struct IterationOutcome<T: TensorScalar> {
     /// Learning rates of the steps taken.
     public var generatorLearningRate: Double?
     public var criticLearningRate: Double
+
+    /// The norms and learning rates `DMD2Optimizers.apply` returned.
+    public mutating func record(_ applied: (generatorGradNorm: Double?, generatorLearningRate: Double?,
+                                            criticGradNorm: Double, criticLearningRate: Double)) {
+        generatorGradNorm = applied.generatorGradNorm
+        generatorLearningRate = applied.generatorLearningRate
+        criticGradNorm = applied.criticGradNorm
+        criticLearningRate = applied.criticLearningRate
+    }
 }
 
 /// The two AdamW optimisers and the clipping norm.
@@ -166,6 +175,20 @@ extension DMD2Objective {
         regression: RegressionBatch<T>?, updateGenerator: Bool, step: Int,
         beforeUpdate: (IterationOutcome<T>) -> Void = { _ in }
     ) throws -> IterationOutcome<T> {
+        var outcome = try gradients(networks: networks, optimizers: optimizers, draws: draws, real: real, regression: regression,
+                                    updateGenerator: updateGenerator, step: step)
+        beforeUpdate(outcome)
+        outcome.record(optimizers.apply(updateGenerator: updateGenerator))
+        return outcome
+    }
+
+    /// The iteration up to its update: both phases, every gradient left in the networks'
+    /// `.grad`s (cleared first), no parameter changed. A data-parallel trainer runs this per
+    /// shard, averages the gradients and then applies `DMD2Optimizers.apply` once.
+    public func gradients<T>(
+        networks: DMD2Networks<T>, optimizers: DMD2Optimizers<T>, draws: IterationDraws<T>, real: RealBatch<T>?,
+        regression: RegressionBatch<T>?, updateGenerator: Bool, step: Int
+    ) throws -> IterationOutcome<T> {
         let config = networks.config
         precondition((draws.fewStep?.steps ?? 1) == schedule.steps,
                      "DMD2Objective: draws for a \(draws.fewStep?.steps ?? 1)-step generator, schedule of \(schedule.steps) steps")
@@ -194,15 +217,8 @@ extension DMD2Objective {
         }
         let criticPhase = try criticGradients(networks: networks, images: images, labels: labels, draws: draws, real: real, step: step)
 
-        var outcome = IterationOutcome(updatedGenerator: updateGenerator, rollout: rollout, images: images, generator: generatorPhase, critic: criticPhase,
-                                       generatorGradNorm: nil, criticGradNorm: 0, generatorLearningRate: nil, criticLearningRate: 0)
-        beforeUpdate(outcome)
-        let applied = optimizers.apply(updateGenerator: updateGenerator)
-        outcome.generatorGradNorm = applied.generatorGradNorm
-        outcome.generatorLearningRate = applied.generatorLearningRate
-        outcome.criticGradNorm = applied.criticGradNorm
-        outcome.criticLearningRate = applied.criticLearningRate
-        return outcome
+        return IterationOutcome(updatedGenerator: updateGenerator, rollout: rollout, images: images, generator: generatorPhase, critic: criticPhase,
+                                generatorGradNorm: nil, criticGradNorm: 0, generatorLearningRate: nil, criticLearningRate: 0)
     }
 
     /// The generator phase: L_DM + w_G·L_G on a leaf copy of x_g, its gradient pushed through G

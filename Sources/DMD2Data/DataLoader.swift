@@ -140,6 +140,16 @@ public struct DataLoader {
         try makeBatch((0..<batchSize).map { _ in nextItem() })
     }
 
+    /// The next `batchSize` items, like `next()` (the stream advances by the whole batch), but
+    /// only the rows in each of `shards` are read: one batch per range, in the order given. A
+    /// data-parallel rank reads its share of the global batch this way (DMD2Train's DataParallel).
+    public mutating func next(shards: [Range<Int>]) throws -> [Batch] {
+        precondition(shards.allSatisfy { $0.lowerBound >= 0 && $0.upperBound <= batchSize },
+                     "DataLoader.next(shards:): rows \(shards) outside the batch of \(batchSize)")
+        let items = (0..<batchSize).map { _ in nextItem() }
+        return try shards.map { try makeBatch(Array(items[$0])) }
+    }
+
     /// The next batch of this epoch (the last may be short), or nil when the epoch is over,
     /// after which the next call starts the next epoch.
     public mutating func nextInEpoch() throws -> Batch? {

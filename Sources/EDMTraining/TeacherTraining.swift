@@ -30,6 +30,11 @@
 // from `init` until `run()` returns or the trainer is released (`RunFolderLock`). Loading is strict: the manifest's files must exist with
 // their recorded sizes, and the safetensors files load strictly (a missing, unexpected or
 // mis-shaped key is an error naming it).
+// Data parallel (config.shards = S > 1, DMD2Train's DataParallel, docs/MPI.md): the batch is cut
+// into S shards, each with its own rows and random stream (seeded by one draw of the trainer's
+// generator per step), computed one after the other here or spread over MPI ranks; their
+// gradients are averaged in shard order, so any rank count dividing S gives the same bits. Rank 0
+// locks, logs and writes checkpoints; every rank resumes from them.
 // Bitwise resume needs the same thread count (parallel reductions are chunked by it) and the
 // same dataset; the manifest records both and a mismatch is reported.
 import DMD2Core
@@ -65,11 +70,15 @@ public struct TeacherTrainingConfig: Codable, Equatable, Sendable {
     public var sigmaData: Double
     /// Train on at most this many images (balanced over classes); nil: all.
     public var maxItems: Int?
+    /// Data-parallel shards S of the batch (DMD2Train's DataParallel: each shard has its own
+    /// random stream, gradients averaged in shard order); nil or 1: the whole batch at once,
+    /// one stream. Any number of ranks dividing S computes the same steps.
+    public var shards: Int?
 
     public init(network: UNetConfig, batchSize: Int, optimizer: AdamWConfig, ema: EMASchedule?, steps: Int,
                 checkpointInterval: Int, keepCheckpoints: Int = 3, seed: UInt64, xflip: Bool = false,
                 maxGradNorm: Double? = nil, pMean: Double = -1.2, pStd: Double = 1.2, sigmaData: Double = 0.5,
-                maxItems: Int? = nil) {
+                maxItems: Int? = nil, shards: Int? = nil) {
         self.network = network
         self.batchSize = batchSize
         self.optimizer = optimizer
@@ -84,7 +93,11 @@ public struct TeacherTrainingConfig: Codable, Equatable, Sendable {
         self.pStd = pStd
         self.sigmaData = sigmaData
         self.maxItems = maxItems
+        self.shards = shards
     }
+
+    /// S (1 without sharding).
+    public var shardCount: Int { shards ?? 1 }
 
     /// The loss of this run.
     public var loss: EDMLoss { EDMLoss(pMean: pMean, pStd: pStd, labelDropout: network.labelDropout) }
@@ -100,6 +113,9 @@ public struct TeacherTrainingConfig: Codable, Equatable, Sendable {
         }
         if let maxGradNorm, !(maxGradNorm > 0 && maxGradNorm.isFinite) { throw fail("max gradient norm \(maxGradNorm) must be finite and > 0") }
         if let maxItems, maxItems <= 0 { throw fail("max items \(maxItems) must be positive") }
+        if let shards {
+            guard shards >= 1, batchSize % shards == 0 else { throw fail("batch size \(batchSize) cannot be cut into \(shards) equal shards") }
+        }
         guard pStd > 0, sigmaData > 0 else { throw fail("pStd \(pStd) and sigmaData \(sigmaData) must be > 0") }
         let o = optimizer
         guard o.learningRate >= 0, o.learningRate.isFinite, (0..<1).contains(o.beta1), (0..<1).contains(o.beta2),
@@ -273,8 +289,13 @@ public final class TeacherTrainer<T: TensorScalar> {
     public let classNames: [String]?
 
     private let datasetName: String
-    private let log: JSONLinesLog
+    /// nil on data-parallel ranks other than 0 (rank 0 logs and writes checkpoints).
+    private let log: JSONLinesLog?
     private let report: (String) -> Void
+    /// The data-parallel run (nil: the whole batch at once, in this process).
+    public let parallel: DataParallel?
+    /// Whether this process writes the log and the checkpoints (rank 0, or no data parallelism).
+    public var isRoot: Bool { parallel?.isRoot ?? true }
     /// Held from `init` until `run()` returns (or the trainer is released).
     private var lock: RunFolderLock?
 
@@ -290,19 +311,26 @@ public final class TeacherTrainer<T: TensorScalar> {
 
     /// A fresh run in `runDirectory` (created; it must not hold checkpoints yet).
     /// - Parameter report: notes for the user (resume warnings, pruned checkpoints).
+    /// With `dataParallel`, this process is one rank of the group: rank 0 locks the folder and
+    /// writes the log and checkpoints, the others touch no file.
     public init(config: TeacherTrainingConfig, dataset: any ImageDataset, runDirectory: URL,
-                report: @escaping (String) -> Void = { _ in }) throws {
+                dataParallel: DataParallelSetup? = nil, report: @escaping (String) -> Void = { _ in }) throws {
         try config.validate(in: T.self)
         try Self.checkDataset(dataset, config.network)
+        let parallel = try Self.makeParallel(dataParallel, config)
+        let isRoot = parallel?.isRoot ?? true
         func refuseExisting() throws {
             guard let existing = TeacherCheckpoint.latest(in: runDirectory) else { return }
             let user = RunFolderLock.holder(of: runDirectory).map { $0 > 0 ? " and is in use by PID \($0)" : " and is in use by another run" } ?? ""
             throw TeacherTrainingError.runExists("\(runDirectory.path) already holds checkpoints (\(existing.lastPathComponent))\(user); resume it or choose another --out")
         }
-        try refuseExisting()
-        let lock = try RunFolderLock(runDirectory)
-        try refuseExisting()                                            // written before we locked
-        try TeacherCheckpoint.createFolder(runDirectory.appendingPathComponent("checkpoints"))
+        var lock: RunFolderLock?
+        if isRoot {
+            try refuseExisting()
+            lock = try RunFolderLock(runDirectory)
+            try refuseExisting()                                        // written before we locked
+            try TeacherCheckpoint.createFolder(runDirectory.appendingPathComponent("checkpoints"))
+        }
         var seeds = RandomGenerator(seed: config.seed)
         var weights = RandomGenerator(seed: seeds.next())
         let loaderSeed = seeds.next()
@@ -321,22 +349,31 @@ public final class TeacherTrainer<T: TensorScalar> {
         self.datasetName = dataset.name
         self.report = report
         self.lock = lock
+        self.parallel = parallel
         let logURL = runDirectory.appendingPathComponent("log.jsonl")
-        try? FileManager.default.removeItem(at: logURL)                 // a run that never checkpointed
-        self.log = try JSONLinesLog(url: logURL)
+        if isRoot {
+            try? FileManager.default.removeItem(at: logURL)             // a run that never checkpointed
+            self.log = try JSONLinesLog(url: logURL)
+        } else {
+            self.log = nil
+        }
     }
 
     /// Resume the newest checkpoint of `runDirectory`. `steps` may extend (or shorten, not below
     /// the checkpoint's step) the run; everything else comes from the checkpoint. `settings`, when
     /// given, are the settings the caller asked for: any that differ from the run's (other than
     /// `steps`) is a `changedSettings` error naming each. The log is cut back to the checkpoint's step.
+    /// With `dataParallel`, every rank reads the checkpoint; only rank 0 locks the folder (any
+    /// rank count dividing the run's shard count S resumes it, bitwise as it would have gone on).
     public init(resuming runDirectory: URL, dataset: any ImageDataset, steps: Int? = nil,
-                expecting settings: TeacherTrainingConfig? = nil, report: @escaping (String) -> Void = { _ in }) throws {
+                expecting settings: TeacherTrainingConfig? = nil, dataParallel: DataParallelSetup? = nil,
+                report: @escaping (String) -> Void = { _ in }) throws {
         func noCheckpoint() -> TeacherTrainingError {
             .badCheckpoint("\(runDirectory.path): no checkpoint to resume (checkpoints/step-*/\(TeacherCheckpoint.manifestName))")
         }
         guard TeacherCheckpoint.latest(in: runDirectory) != nil else { throw noCheckpoint() }
-        let lock = try RunFolderLock(runDirectory)
+        let isRoot = (dataParallel?.group.rank ?? 0) == 0
+        let lock = isRoot ? try RunFolderLock(runDirectory) : nil
         guard let folder = TeacherCheckpoint.latest(in: runDirectory) else { throw noCheckpoint() }
         let manifest = try TeacherCheckpoint.manifest(at: folder)
         guard manifest.dtype == T.dtypeTag else {
@@ -353,6 +390,7 @@ public final class TeacherTrainer<T: TensorScalar> {
             throw TeacherTrainingError.badConfig("the run is at step \(manifest.step); steps \(config.steps) would end before it")
         }
         try Self.checkDataset(dataset, config.network)
+        let parallel = try Self.makeParallel(dataParallel, config)
 
         let loaded: LoadedCheckpoint<T>
         do { loaded = try EDMCheckpoint.load(from: folder.appendingPathComponent(TeacherCheckpoint.networkName), config: config.network) } catch {
@@ -405,10 +443,26 @@ public final class TeacherTrainer<T: TensorScalar> {
         self.datasetName = dataset.name
         self.report = report
         self.lock = lock
+        self.parallel = parallel
         let logURL = runDirectory.appendingPathComponent("log.jsonl")
         let resumedStep = manifest.step
-        try JSONLinesLog.truncate(logURL) { ($0["step"] as? Int).map { $0 <= resumedStep } ?? false }
-        self.log = try JSONLinesLog(url: logURL)
+        if isRoot {
+            try JSONLinesLog.truncate(logURL) { ($0["step"] as? Int).map { $0 <= resumedStep } ?? false }
+            self.log = try JSONLinesLog(url: logURL)
+        } else {
+            self.log = nil
+        }
+    }
+
+    /// The run's DataParallel: the given group's, a single process computing S > 1 shards, or nil.
+    static func makeParallel(_ setup: DataParallelSetup?, _ config: TeacherTrainingConfig) throws -> DataParallel? {
+        do {
+            if let setup { return try DataParallel(setup: setup, shards: config.shardCount, batchSize: config.batchSize) }
+            guard config.shardCount > 1 else { return nil }
+            return try DataParallel(setup: DataParallelSetup(group: SingleProcess()), shards: config.shardCount, batchSize: config.batchSize)
+        } catch let e as DataParallelError {
+            throw TeacherTrainingError.badConfig(e.description)
+        }
     }
 
     // MARK: Training
@@ -420,6 +474,7 @@ public final class TeacherTrainer<T: TensorScalar> {
     }
 
     private func takeStep() throws -> TeacherStepRecord {
+        if let parallel, parallel.shards > 1 { return try takeShardedStep(parallel) }
         let started = ProcessInfo.processInfo.systemUptime
         let next = step + 1
         let batch = try loader.next()
@@ -433,20 +488,64 @@ public final class TeacherTrainer<T: TensorScalar> {
         optimizer.zeroGrad()
         loss.backward()
         try NonFinite.checkGradients(names: names, parameters: variables, step: next)
+        return try update(loss: Double(loss.value.scalar), started: started)
+    }
+
+    /// The step's update once every gradient is in place: clipping, AdamW, EMA, the record.
+    private func update(loss: Double, started: Double) throws -> TeacherStepRecord {
+        let variables = parameters.variables
         let gradNorm = config.maxGradNorm.map { clipGradNorm(variables, maxNorm: $0) } ?? globalGradNorm(variables)
         let lr = optimizer.step()
         optimizer.zeroGrad()
-        step = next
+        step += 1
         let images = step * config.batchSize
         let β = ema?.update(variables, batchImages: config.batchSize, imagesSeen: images)
         try NonFinite.checkState(optimizer, ema: ema?.values, step: step, phase: .afterUpdate)
 
         let seconds = ProcessInfo.processInfo.systemUptime - started
-        let record = TeacherStepRecord(step: step, loss: Double(loss.value.scalar), gradNorm: gradNorm, lr: lr, emaBeta: β,
+        let record = TeacherStepRecord(step: step, loss: loss, gradNorm: gradNorm, lr: lr, emaBeta: β,
                                        images: images, epoch: loader.epoch, seconds: seconds,
                                        imagesPerSecond: Double(config.batchSize) / max(seconds, 1e-9))
-        try log.write(record)
+        try log?.write(record)
         return record
+    }
+
+    /// One step over S shards (DMD2Train's DataParallel): this rank's shards one after the
+    /// other, each with its own rows of the batch and its own random stream, their gradients
+    /// averaged over all shards; the logged loss is the mean of the shards' losses.
+    private func takeShardedStep(_ parallel: DataParallel) throws -> TeacherStepRecord {
+        let started = ProcessInfo.processInfo.systemUptime
+        let next = step + 1
+        let streams = parallel.shardGenerators(&generator)
+        let batches = try loader.next(shards: parallel.localRows(batchSize: config.batchSize))
+        let names = parameters.names, variables = parameters.variables
+        var flats: [[T]] = [], present: [Bool] = [], losses: [[Double]] = []
+        for (k, shard) in parallel.localShards.enumerated() {
+            var rng = streams[shard]
+            let batch = batches[k]
+            let x = Variable(T.self == Float.self ? batch.images as! Tensor<T> : batch.images.converted(to: T.self))
+            let labels: Tensor<T>? = config.network.labelDim > 0 ? oneHot(batch.labels, classes: config.network.labelDim) : nil
+            let dropout = denoiser.net.trainingDropout(rng: &rng)
+            let loss = config.loss(denoiser, images: x, classLabels: labels, rng: &rng, dropout: dropout)
+            try NonFinite.check(loss.value, name: "EDM loss (shard \(shard))", step: next)
+            optimizer.zeroGrad()
+            loss.backward()
+            let packed = FlatGradients.pack(variables)
+            flats.append(packed.values)
+            present = packed.present
+            losses.append([Double(loss.value.scalar)])
+        }
+        optimizer.zeroGrad()
+        FlatGradients.unpack(try parallel.average(flats), into: variables, present: present)
+        let all = try parallel.gatherShards(losses)
+        try NonFinite.checkGradients(names: names, parameters: variables, step: next)
+        return try update(loss: all.map { $0[0] }.reduce(0, +) / Double(all.count), started: started)
+    }
+
+    /// Throws on every rank unless all ranks hold the same weights (a data-parallel run).
+    public func checkRanksAgree(_ what: String = "weights") throws {
+        guard let parallel else { return }
+        try parallel.checkIdentical(parameters.variables.map(\.value), what: what, step: step)
     }
 
     /// Train until `config.steps`, writing a checkpoint every `checkpointInterval` steps and at
@@ -455,10 +554,12 @@ public final class TeacherTrainer<T: TensorScalar> {
     /// The run folder's lock is released when this returns or throws.
     public func run(onStep: (TeacherStepRecord) -> Void = { _ in }, onCheckpoint: (URL) -> Void = { _ in }) throws {
         defer { lock = nil }
-        if lock == nil { lock = try RunFolderLock(runDirectory) }
+        if lock == nil && isRoot { lock = try RunFolderLock(runDirectory) }
+        try checkRanksAgree("starting weights")
         while step < config.steps {
             let record = try trainStep()
             onStep(record)
+            if let k = parallel?.checkInterval, k > 0, step % k == 0 { try checkRanksAgree() }
             let interval = config.checkpointInterval
             if step == config.steps || (interval > 0 && step % interval == 0) {
                 onCheckpoint(try saveCheckpoint())
@@ -470,9 +571,13 @@ public final class TeacherTrainer<T: TensorScalar> {
 
     /// Write the current state as `checkpoints/step-<step>` atomically, then prune old ones.
     /// Returns the checkpoint folder.
+    /// In a data-parallel run every rank calls it: the ranks' weights are compared, then rank 0
+    /// writes (the others return the folder's URL and write nothing).
     @discardableResult
     public func saveCheckpoint() throws -> URL {
-        try holdingLock {
+        try checkRanksAgree()
+        guard isRoot else { return runDirectory.appendingPathComponent("checkpoints").appendingPathComponent(TeacherCheckpoint.folderName(step: step)) }
+        return try holdingLock {
             try NonFinite.checkState(optimizer, ema: ema?.values, step: step, phase: .beforeSave)
             let json = JSONEncoder()
             json.outputFormatting = [.sortedKeys]                         // deterministic metadata
@@ -503,7 +608,8 @@ public final class TeacherTrainer<T: TensorScalar> {
     /// `body` with the run folder locked: the lock held since `init`, or one taken for the call
     /// when `run()` has released it.
     private func holdingLock<R>(_ body: () throws -> R) throws -> R {
-        try RunFolderLock.holding(lock, runDirectory, body)
+        guard isRoot else { return try body() }
+        return try RunFolderLock.holding(lock, runDirectory, body)
     }
 
     // MARK: Helpers

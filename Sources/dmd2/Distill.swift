@@ -32,6 +32,7 @@ struct Distill: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var runOptions: RunOptions
+    @OptionGroup var dataParallel: DataParallelOptions
     @Option(name: .long, help: "The teacher: a network .safetensors file, or a train-teacher run or checkpoint folder (its EMA weights unless --raw-teacher; default runs/teacher). On resume the run's own copy is used; a --teacher given must be the same network.")
     var teacher: String?
     @Flag(name: .long, help: "Use the raw (non-EMA) weights of a train-teacher folder.")
@@ -77,7 +78,7 @@ struct Distill: ParsableCommand {
         "tturRatio": "--ttur-ratio", "distributionMatching": "--no-dm", "gan": "--no-gan", "ganWeightGenerator": "--gan-weight-g",
         "ganWeightCritic": "--gan-weight-d", "maxGradNorm": "--clip", "ema": "--ema", "realGuidance": "--real-guidance",
         "regression": "--regression-pairs", "regression.pairsFile": "--regression-pairs", "regression.weight": "--regression-weight",
-        "seed": "--seed", "checkpointInterval": "--checkpoint-every", "keepCheckpoints": "--keep", "maxItems": "--max-items",
+        "seed": "--seed", "shards": "--shards", "checkpointInterval": "--checkpoint-every", "keepCheckpoints": "--keep", "maxItems": "--max-items",
         "generatorSteps": "--generator-steps", "backwardSimulation": "--no-backward-simulation",
     ]
 
@@ -98,15 +99,23 @@ struct Distill: ParsableCommand {
     func run() throws {
         common.apply()
         if let debugState { return try writeDebugState(to: URL(fileURLWithPath: debugState)) }
+        let setup = try dataParallel.join()
+        try MPIJob.run { try distill(setup) }
+    }
+
+    func distill(_ setup: DataParallelSetup?) throws {
         let runURL = URL(fileURLWithPath: runFolder)
-        try RunFolder.checkWritable(runURL, what: "run folder (--run)")
-        try RunFolderLock.checkUnlocked(runURL)                         // before loading the teacher and data
+        let ranks = setup?.group.size ?? 1
+        if (setup?.group.rank ?? 0) == 0 {
+            try RunFolder.checkWritable(runURL, what: "run folder (--run)")
+            try RunFolderLock.checkUnlocked(runURL)                     // before loading the teacher and data
+        }
         let trainer: DistillTrainer<Float>
         var notes: [String] = []
         if DistillCheckpoint.latest(in: runURL) != nil {
             let manifest = try DistillCheckpoint.manifest(at: DistillCheckpoint.latest(in: runURL)!)
             let run = manifest.config
-            var requested = distillConfig(run.network, base: run)
+            var requested = distillConfig(run.network, base: run, ranks: ranks)
             let requestedTeacher = try teacher.map { _ in try loadTeacher().net }  // another --teacher is a conflict
             if let requestedTeacher { requested.network = requestedTeacher.config }
             let ignore = runOptions.ignoreChangedSettings
@@ -118,21 +127,21 @@ struct Distill: ParsableCommand {
             do {
                 trainer = try DistillTrainer<Float>(resuming: runURL, dataset: dataset, iterations: iterations,
                                                     expecting: ignore ? nil : requested, teacher: ignore ? nil : requestedTeacher,
-                                                    report: { notes.append($0) })
+                                                    dataParallel: setup, report: { notes.append($0) })
             } catch DistillError.changedSettings(let changes) {
                 throw CLIError(conflictsMessage(changes, flags: Self.flags, ignored: false))
             }
             print("resuming \(runFolder) at iteration \(trainer.step) of \(trainer.config.iterations)")
         } else {
             let loaded = try loadTeacher()
-            let config = distillConfig(loaded.net.config)
+            let config = distillConfig(loaded.net.config, ranks: ranks)
             let dataset = config.readsRealImages ? try openDataset(channels: loaded.net.config.inChannels) : nil
             if realGuidance != nil && loaded.net.config.labelDropout == 0 {
                 notes.append("warning: --real-guidance with a teacher trained without label dropout: its unconditional prediction D_∅ was never trained")
             }
             let names = loaded.metadata["class_names"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
             trainer = try DistillTrainer<Float>(config: config, teacher: loaded.net, dataset: dataset,
-                                                runDirectory: runURL, classNames: names ?? dataset?.classNames)
+                                                runDirectory: runURL, classNames: names ?? dataset?.classNames, dataParallel: setup)
         }
         let c = trainer.config, n = c.network
         // G, the fake critic and the real score each run forward (and G and the critic backward) on the batch.
@@ -146,6 +155,7 @@ struct Distill: ParsableCommand {
             print("generator: \(s.steps) steps at σ = \(s.sigmas.map { String(format: "%.4g", $0) }.joined(separator: ", ")) (K[\(s.indices.map(String.init).joined(separator: "], K["))]); inputs: \(c.backwardSimulation ? "backward simulation (rollout of the current G)" : "noised real images (no backward simulation)")")
         }
         print("training: \(c.iterations) iterations × batch \(c.batchSize), TTUR ratio \(c.tturRatio), AdamW lr \(c.generatorOptimizer.learningRate) (warm-up \(c.generatorOptimizer.warmUpSteps)), wd \(c.generatorOptimizer.weightDecay), clip \(c.maxGradNorm), EMA \(c.ema?.summary ?? "off"), threads \(Threads.count)")
+        if let line = MPIJob.describe(trainer.parallel, batch: c.batchSize) { print(line) }
         for note in notes { print(note) }
         print("run folder: \(runFolder)  (teacher.safetensors, log.jsonl, checkpoints/)")
 
@@ -178,13 +188,15 @@ struct Distill: ParsableCommand {
 
     /// The run's settings from the flags: the defaults with the given flags applied, or (on
     /// resume) the run's own with the given flags applied, to compare.
-    func distillConfig(_ network: UNetConfig, base: DistillConfig? = nil) -> DistillConfig {
+    /// `ranks` (under mpirun) is a new run's shard count when --shards is not given.
+    func distillConfig(_ network: UNetConfig, base: DistillConfig? = nil, ranks: Int = 1) -> DistillConfig {
         var c = base ?? DistillConfig(network: network, batchSize: 8, iterations: 1000, learningRate: 2e-6, warmUpSteps: 0,
                                       weightDecay: 0.01, tturRatio: 5, ganWeightGenerator: 3e-3, ganWeightCritic: 1e-2, maxGradNorm: 10,
                                       seed: 0, checkpointInterval: 500, keepCheckpoints: 3)
         let o = runOptions
         if let batch = o.batch { c.batchSize = batch }
         if let iterations { c.iterations = iterations }
+        if let shards = o.shards { c.shards = shards } else if base == nil && ranks > 1 { c.shards = ranks }
         o.apply(to: &c.generatorOptimizer)
         o.apply(to: &c.criticOptimizer)
         if let tturRatio { c.tturRatio = tturRatio }

@@ -26,6 +26,8 @@ struct RunOptions: ParsableArguments {
     var checkpointEvery: Int?
     @Option(name: .long, parsing: .unconditional, help: "Checkpoints kept (the newest); 0 keeps all (default 3).")
     var keep: Int?
+    @Option(name: .long, parsing: .unconditional, help: "Data-parallel shards S of the batch, each with its own random stream, gradients averaged in shard order (default: the rank count under mpirun, else 1 = the whole batch at once). A run of S shards gives the same steps on any rank count dividing S, one process included (docs/MPI.md).")
+    var shards: Int?
     @Flag(name: .long, help: "On resume, ignore flags that differ from the run's settings (each is listed) instead of refusing to start.")
     var ignoreChangedSettings = false
 
@@ -43,6 +45,8 @@ struct RunOptions: ParsableArguments {
         if let maxItems, maxItems < 1 { throw ValidationError("--max-items must be ≥ 1, got \(maxItems)") }
         if let checkpointEvery, checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0, got \(checkpointEvery)") }
         if let keep, keep < 0 { throw ValidationError("--keep must be ≥ 0, got \(keep)") }
+        if let shards, shards < 1 { throw ValidationError("--shards must be ≥ 1, got \(shards)") }
+        if let shards, let batch, batch % shards != 0 { throw ValidationError("--batch \(batch) cannot be cut into --shards \(shards) equal shards") }
     }
 
     /// The given flags applied to an optimiser's settings.

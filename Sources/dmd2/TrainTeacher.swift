@@ -16,6 +16,7 @@ struct TrainTeacher: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var runOptions: RunOptions
+    @OptionGroup var dataParallel: DataParallelOptions
     @Option(name: .long, help: "Training images: an EDM dataset folder or zip (a `dmd2 prepare-data` folder: its train/), a downsampled-ImageNet .npz or folder of .npz parts (its train files), or a folder of class sub-folders (docs/DATA.md).")
     var data: String = "data/fashion-mnist-64"
     @Option(name: .long, help: dataFormatHelp)
@@ -47,7 +48,7 @@ struct TrainTeacher: ParsableCommand {
         "network.outChannels": "--channels", "batchSize": "--batch", "optimizer.learningRate": "--lr",
         "optimizer.warmUpSteps": "--warm-up", "optimizer.weightDecay": "--weight-decay", "maxGradNorm": "--clip",
         "ema": "--ema-half-life/--ema-ramp-up/--no-ema", "xflip": "--xflip", "maxItems": "--max-items",
-        "checkpointInterval": "--checkpoint-every", "keepCheckpoints": "--keep", "seed": "--seed",
+        "checkpointInterval": "--checkpoint-every", "keepCheckpoints": "--keep", "seed": "--seed", "shards": "--shards",
     ]
 
     func validate() throws {
@@ -63,9 +64,18 @@ struct TrainTeacher: ParsableCommand {
 
     func run() throws {
         common.apply()
+        let setup = try dataParallel.join()
+        try MPIJob.run { try train(setup) }
+    }
+
+    func train(_ setup: DataParallelSetup?) throws {
         let runURL = URL(fileURLWithPath: out)
-        try RunFolder.checkWritable(runURL, what: "run folder (--out)")
-        try RunFolderLock.checkUnlocked(runURL)                         // before reading the data
+        let isRoot = (setup?.group.rank ?? 0) == 0
+        if isRoot {
+            try RunFolder.checkWritable(runURL, what: "run folder (--out)")
+            try RunFolderLock.checkUnlocked(runURL)                     // before reading the data
+        }
+        let ranks = setup?.group.size ?? 1
         let dataset = try openDataset()
         let progressBar: ProgressBar
         let trainer: TeacherTrainer<Float>
@@ -73,7 +83,7 @@ struct TrainTeacher: ParsableCommand {
         if resume {
             if let folder = TeacherCheckpoint.latest(in: runURL) {
                 let run = try TeacherCheckpoint.manifest(at: folder).config
-                let changes = SettingChange.between(run, trainingConfig(base: run), ignoring: ["steps"])
+                let changes = SettingChange.between(run, trainingConfig(base: run, ranks: ranks), ignoring: ["steps"])
                 if !changes.isEmpty {
                     guard runOptions.ignoreChangedSettings else {
                         throw CLIError(conflictsMessage(changes, flags: Self.flags, ignored: false))
@@ -81,10 +91,12 @@ struct TrainTeacher: ParsableCommand {
                     notes.append(conflictsMessage(changes, flags: Self.flags, ignored: true))
                 }
             }
-            trainer = try TeacherTrainer<Float>(resuming: runURL, dataset: dataset, steps: steps, report: { notes.append($0) })
+            trainer = try TeacherTrainer<Float>(resuming: runURL, dataset: dataset, steps: steps, dataParallel: setup,
+                                                report: { notes.append($0) })
             print("resuming \(out) at step \(trainer.step) of \(trainer.config.steps)")
         } else {
-            trainer = try TeacherTrainer<Float>(config: trainingConfig(classes: dataset.classCount), dataset: dataset, runDirectory: runURL)
+            trainer = try TeacherTrainer<Float>(config: trainingConfig(classes: dataset.classCount, ranks: ranks), dataset: dataset,
+                                                runDirectory: runURL, dataParallel: setup)
         }
         let c = trainer.config
         try SystemMemory.check(Double(c.batchSize) * c.network.trainingBytesPerImageLowerBound,
@@ -94,6 +106,7 @@ struct TrainTeacher: ParsableCommand {
         print("network: \(resume ? "from checkpoint" : preset ?? "cpu64Tiny"), \(net.parameters.scalarCount.formatted()) parameters, ≈ \(String(format: "%.2f", 3 * c.network.forwardCost().total / 1e9)) GFLOP per image per step")
         if c.network.labelDim > 0 { print("label dropout: \(c.network.labelDropout)\(c.network.labelDropout > 0 ? " (classifier-free guidance: dmd2 sample --guidance, dmd2 distill --real-guidance)" : "")") }
         print("training: \(c.steps) steps × batch \(c.batchSize), AdamW lr \(c.optimizer.learningRate) (warm-up \(c.optimizer.warmUpSteps)), wd \(c.optimizer.weightDecay), EMA \(c.ema?.summary ?? "off"), threads \(Threads.count)")
+        if let line = MPIJob.describe(trainer.parallel, batch: c.batchSize) { print(line) }
         for note in notes { print(note) }
         print("run folder: \(out)  (log.jsonl, checkpoints/)")
 
@@ -128,7 +141,8 @@ struct TrainTeacher: ParsableCommand {
     /// The run's settings from the flags: the defaults with the given flags applied, or (on
     /// resume) the run's own with the given flags applied, to compare. `classes` (the dataset's
     /// class count) sets the label dimension of a new run.
-    func trainingConfig(base: TeacherTrainingConfig? = nil, classes: Int? = nil) -> TeacherTrainingConfig {
+    /// `ranks` (under mpirun) is a new run's shard count when --shards is not given.
+    func trainingConfig(base: TeacherTrainingConfig? = nil, classes: Int? = nil, ranks: Int = 1) -> TeacherTrainingConfig {
         var config = base ?? TeacherTrainingConfig(
             network: UNetConfig.presets["cpu64Tiny"]!, batchSize: 32,
             optimizer: AdamWConfig(learningRate: 1e-3, weightDecay: 0, warmUpSteps: 200),
@@ -154,6 +168,7 @@ struct TrainTeacher: ParsableCommand {
         if let seed = o.seed { config.seed = seed }
         if let every = o.checkpointEvery { config.checkpointInterval = every }
         if let keep = o.keep { config.keepCheckpoints = keep }
+        if let shards = o.shards { config.shards = shards } else if base == nil && ranks > 1 { config.shards = ranks }
         if xflip { config.xflip = true }
         if noEMA {
             config.ema = nil
