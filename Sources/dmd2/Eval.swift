@@ -114,11 +114,9 @@ struct Eval: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(report).write(to: outURL.appendingPathComponent("metrics.json"), options: .atomic)
-        let columns = source.classCount > 0 ? source.classCount : Int(Double(count).squareRoot().rounded(.up))
-        let shown = min(count, columns * 10)
-        let gridImages = Tensor(shape: [shown] + images.shape.dropFirst(), scalars: Array(images.scalars.prefix(shown * images.count / count)))
-        try writeGrid(gridImages, columns: columns, to: outURL.appendingPathComponent("grid.png"),
-                      labels: labels.map { Array($0.prefix(shown)) }, classNames: referenceSet.classNames)
+        let grid = Self.gridLayout(images, labels: labels, classCount: source.classCount)
+        try writeGrid(grid.images, columns: grid.columns, to: outURL.appendingPathComponent("grid.png"),
+                      labels: grid.labels, classNames: referenceSet.classNames)
         let plot = spectrumPlot(report)
         try plot.writeSVG(to: outURL.appendingPathComponent("spectrum.svg"))
         try plot.writePNG(to: outURL.appendingPathComponent("spectrum.png"))
@@ -128,6 +126,23 @@ struct Eval: ParsableCommand {
         print(String(format: "time: sampling %.0f s, reference %.0f s, Inception %.0f s, total %.0f s",
                      sampleSeconds, referenceSeconds, report.seconds["inception"] ?? 0, report.seconds["total"] ?? 0))
         print("wrote \(out)/metrics.json, grid.png, spectrum.svg, spectrum.png")
+    }
+
+    /// The images of grid.png: one row per class, up to 10 images each, like `dmd2 sample` (the
+    /// guide's one convention); an unconditional source's first images in a square-ish block.
+    static func gridLayout(_ images: Tensor<Float>, labels: [Int]?, classCount: Int) -> (images: Tensor<Float>, labels: [Int]?, columns: Int) {
+        let count = images.shape[0], per = images.count / Swift.max(count, 1)
+        guard let labels, classCount > 0 else {
+            let columns = Int(Double(count).squareRoot().rounded(.up)), shown = Swift.min(count, columns * 10)
+            return (Tensor(shape: [shown] + images.shape.dropFirst(), scalars: Array(images.scalars.prefix(shown * per))), nil, columns)
+        }
+        // Balanced labels (image i has class i mod K) give every class ⌊N/K⌋ or more images.
+        let perRow = Swift.max(1, Swift.min(10, count / classCount))
+        let order = (0..<classCount).flatMap { c in labels.indices.filter { labels[$0] == c }.prefix(perRow) }
+        var scalars: [Float] = []
+        scalars.reserveCapacity(order.count * per)
+        for i in order { scalars += images.scalars[(i * per)..<((i + 1) * per)] }
+        return (Tensor(shape: [order.count] + images.shape.dropFirst(), scalars: scalars), order.map { labels[$0] }, perRow)
     }
 
     // MARK: The image source
