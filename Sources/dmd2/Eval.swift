@@ -46,6 +46,8 @@ struct Eval: ParsableCommand {
     var dataFormat: DataFormat?
     @Option(name: .long, parsing: .unconditional, help: "Reference images: the first N of the reference set (0: all).")
     var referenceCount: Int = 1000
+    @Option(name: .long, parsing: .unconditional, help: "Skip the reference set's first K images (e.g. 1000: a validation split after the 1000 test images the tables use, for choosing checkpoints).")
+    var referenceOffset: Int = 0
     @Option(name: .long, help: "Class-consistency classifier (default: the one bundled with the package).")
     var classifier: String?
     @Flag(name: .long, help: "Skip the Inception metrics even when the weights are present.")
@@ -57,7 +59,7 @@ struct Eval: ParsableCommand {
     var out: String = "runs/eval"
 
     func validate() throws {
-        for (flag, value, least) in [("--count", count, 2), ("--batch", batch, 1), ("--reference-count", referenceCount, 0),
+        for (flag, value, least) in [("--count", count, 2), ("--batch", batch, 1), ("--reference-count", referenceCount, 0), ("--reference-offset", referenceOffset, 0),
                                      ("--kid-subsets", kidSubsets, 1), ("--kid-subset-size", kidSubsetSize, 2)] where value < least {
             throw ValidationError("\(flag) must be ≥ \(least), got \(value)")
         }
@@ -74,13 +76,15 @@ struct Eval: ParsableCommand {
         // The reference set, read with the generator's channel count.
         let channels = source.channels
         let referenceURL = try referenceSplit()
-        let referenceSet = try openData(data, format: dataFormat, split: .test, channels: channels)
+        let fullReference = try openData(data, format: dataFormat, split: .test, channels: channels)
+        let referenceSet: any ImageDataset = referenceOffset == 0 ? fullReference
+            : try ImageSubset(fullReference, start: referenceOffset)
         let inception = try loadInception()
         let classifierModel = try loadClassifier()
         let nRef = referenceCount == 0 ? referenceSet.count : min(referenceCount, referenceSet.count)
         let cacheURL = referenceURL.deletingLastPathComponent()
-            .appendingPathComponent("\(referenceURL.deletingPathExtension().lastPathComponent)-reference-\(nRef)-c\(channels).safetensors")
-        print("reference: \(referenceURL.path), \(nRef) of \(referenceSet.count) images\(inception == nil ? "" : ", features cached in \(cacheURL.path)")")
+            .appendingPathComponent("\(referenceURL.deletingPathExtension().lastPathComponent)-reference-\(referenceOffset == 0 ? "" : "from\(referenceOffset)-")\(nRef)-c\(channels).safetensors")
+        print("reference: \(referenceURL.path), \(nRef) of \(referenceSet.count) images\(referenceOffset == 0 ? "" : " after the first \(referenceOffset)")\(inception == nil ? "" : ", features cached in \(cacheURL.path)")")
 
         // 1. Sample.
         var bars: [String: ProgressBar] = [:]
