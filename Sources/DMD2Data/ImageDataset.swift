@@ -50,3 +50,43 @@ extension ImageDataset {
         }
     }
 }
+
+/// Items `start ..< start + count` of another dataset, re-indexed from 0: a split carved out of
+/// one file, such as a validation set taken from the test images that follow the ones a table is
+/// scored on (`dmd2 eval --reference-offset`).
+public final class ImageSubset: ImageDataset {
+    public let base: any ImageDataset
+    public let start: Int
+    public let count: Int
+
+    /// Items `start ..< start + count` of `base` (`count` nil: to its end). Throws when the range
+    /// does not lie inside `base`.
+    public init(_ base: any ImageDataset, start: Int, count: Int? = nil) throws {
+        guard start >= 0, start < base.count else {
+            throw DataError(file: base.name, "items from \(start) requested, the dataset has \(base.count)")
+        }
+        let n = count ?? base.count - start
+        guard n >= 1, start + n <= base.count else {
+            throw DataError(file: base.name, "items \(start) ..< \(start + n) requested, the dataset has \(base.count)")
+        }
+        self.base = base
+        self.start = start
+        self.count = n
+    }
+
+    public var name: String { "\(base.name) [items \(start) ..< \(start + count)]" }
+    public var classCount: Int { base.classCount }
+    public var resolution: Int { base.resolution }
+    public var channels: Int { base.channels }
+    public var classNames: [String]? { base.classNames }
+
+    public func label(_ index: Int) -> Int {
+        checkIndex(index)
+        return base.label(start + index)
+    }
+
+    public func item(_ index: Int) throws -> (image: Image8, label: Int) {
+        checkIndex(index)
+        return try base.item(start + index)
+    }
+}

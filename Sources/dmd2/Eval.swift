@@ -46,6 +46,8 @@ struct Eval: ParsableCommand {
     var dataFormat: DataFormat?
     @Option(name: .long, parsing: .unconditional, help: "Reference images: the first N of the reference set (0: all).")
     var referenceCount: Int = 1000
+    @Option(name: .long, parsing: .unconditional, help: "Skip the reference set's first K images (e.g. 1000: a validation split after the 1000 test images the tables use, for choosing checkpoints).")
+    var referenceOffset: Int = 0
     @Option(name: .long, help: "Class-consistency classifier (default: the one bundled with the package).")
     var classifier: String?
     @Flag(name: .long, help: "Skip the Inception metrics even when the weights are present.")
@@ -57,7 +59,7 @@ struct Eval: ParsableCommand {
     var out: String = "runs/eval"
 
     func validate() throws {
-        for (flag, value, least) in [("--count", count, 2), ("--batch", batch, 1), ("--reference-count", referenceCount, 0),
+        for (flag, value, least) in [("--count", count, 2), ("--batch", batch, 1), ("--reference-count", referenceCount, 0), ("--reference-offset", referenceOffset, 0),
                                      ("--kid-subsets", kidSubsets, 1), ("--kid-subset-size", kidSubsetSize, 2)] where value < least {
             throw ValidationError("\(flag) must be ≥ \(least), got \(value)")
         }
@@ -74,13 +76,15 @@ struct Eval: ParsableCommand {
         // The reference set, read with the generator's channel count.
         let channels = source.channels
         let referenceURL = try referenceSplit()
-        let referenceSet = try openData(data, format: dataFormat, split: .test, channels: channels)
+        let fullReference = try openData(data, format: dataFormat, split: .test, channels: channels)
+        let referenceSet: any ImageDataset = referenceOffset == 0 ? fullReference
+            : try ImageSubset(fullReference, start: referenceOffset)
         let inception = try loadInception()
         let classifierModel = try loadClassifier()
         let nRef = referenceCount == 0 ? referenceSet.count : min(referenceCount, referenceSet.count)
         let cacheURL = referenceURL.deletingLastPathComponent()
-            .appendingPathComponent("\(referenceURL.deletingPathExtension().lastPathComponent)-reference-\(nRef)-c\(channels).safetensors")
-        print("reference: \(referenceURL.path), \(nRef) of \(referenceSet.count) images\(inception == nil ? "" : ", features cached in \(cacheURL.path)")")
+            .appendingPathComponent("\(referenceURL.deletingPathExtension().lastPathComponent)-reference-\(referenceOffset == 0 ? "" : "from\(referenceOffset)-")\(nRef)-c\(channels).safetensors")
+        print("reference: \(referenceURL.path), \(nRef) of \(referenceSet.count) images\(referenceOffset == 0 ? "" : " after the first \(referenceOffset)")\(inception == nil ? "" : ", features cached in \(cacheURL.path)")")
 
         // 1. Sample.
         var bars: [String: ProgressBar] = [:]
@@ -114,11 +118,9 @@ struct Eval: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(report).write(to: outURL.appendingPathComponent("metrics.json"), options: .atomic)
-        let columns = source.classCount > 0 ? source.classCount : Int(Double(count).squareRoot().rounded(.up))
-        let shown = min(count, columns * 10)
-        let gridImages = Tensor(shape: [shown] + images.shape.dropFirst(), scalars: Array(images.scalars.prefix(shown * images.count / count)))
-        try writeGrid(gridImages, columns: columns, to: outURL.appendingPathComponent("grid.png"),
-                      labels: labels.map { Array($0.prefix(shown)) }, classNames: referenceSet.classNames)
+        let grid = Self.gridLayout(images, labels: labels, classCount: source.classCount)
+        try writeGrid(grid.images, columns: grid.columns, to: outURL.appendingPathComponent("grid.png"),
+                      labels: grid.labels, classNames: referenceSet.classNames)
         let plot = spectrumPlot(report)
         try plot.writeSVG(to: outURL.appendingPathComponent("spectrum.svg"))
         try plot.writePNG(to: outURL.appendingPathComponent("spectrum.png"))
@@ -128,6 +130,23 @@ struct Eval: ParsableCommand {
         print(String(format: "time: sampling %.0f s, reference %.0f s, Inception %.0f s, total %.0f s",
                      sampleSeconds, referenceSeconds, report.seconds["inception"] ?? 0, report.seconds["total"] ?? 0))
         print("wrote \(out)/metrics.json, grid.png, spectrum.svg, spectrum.png")
+    }
+
+    /// The images of grid.png: one row per class, up to 10 images each, like `dmd2 sample` (the
+    /// guide's one convention); an unconditional source's first images in a square-ish block.
+    static func gridLayout(_ images: Tensor<Float>, labels: [Int]?, classCount: Int) -> (images: Tensor<Float>, labels: [Int]?, columns: Int) {
+        let count = images.shape[0], per = images.count / Swift.max(count, 1)
+        guard let labels, classCount > 0 else {
+            let columns = Int(Double(count).squareRoot().rounded(.up)), shown = Swift.min(count, columns * 10)
+            return (Tensor(shape: [shown] + images.shape.dropFirst(), scalars: Array(images.scalars.prefix(shown * per))), nil, columns)
+        }
+        // Balanced labels (image i has class i mod K) give every class ⌊N/K⌋ or more images.
+        let perRow = Swift.max(1, Swift.min(10, count / classCount))
+        let order = (0..<classCount).flatMap { c in labels.indices.filter { labels[$0] == c }.prefix(perRow) }
+        var scalars: [Float] = []
+        scalars.reserveCapacity(order.count * per)
+        for i in order { scalars += images.scalars[(i * per)..<((i + 1) * per)] }
+        return (Tensor(shape: [order.count] + images.shape.dropFirst(), scalars: scalars), order.map { labels[$0] }, perRow)
     }
 
     // MARK: The image source

@@ -4,6 +4,7 @@ import ArgumentParser
 import DMD2
 import DMD2Core
 import DMD2Data
+import DMD2Ops
 import DMD2Train
 import EDM
 import EDMTraining
@@ -31,6 +32,12 @@ struct Sample: ParsableCommand {
     var seed: UInt64 = 0
     @Option(name: .long, help: "Output PNG.")
     var out: String = "runs/samples.png"
+    @Flag(name: .long, help: "With --generator: draw the k-step rollout instead, one row per image (grouped by class), columns x_0, x̂_0, x_1, x̂_1, …, x̂_{k−1}: each step's input (what backward simulation trains G on at that step) and G's output; the last column is the sample.")
+    var rollout = false
+    @Flag(name: .long, help: "With --rollout: under each rollout row, the inputs training without backward simulation would use, x_real + σ_j·ε_j with the same noise (x_real: test images of the row's class from --data), beside x_real.")
+    var noisedReal = false
+    @Option(name: .long, help: "Real images for --noised-real: a prepare-data folder (its test/ split) or an EDM dataset.")
+    var data: String = "data/fashion-mnist-64"
 
     func validate() throws {
         guard perClass >= 1 else { throw ValidationError("--per-class must be ≥ 1, got \(perClass)") }
@@ -40,6 +47,8 @@ struct Sample: ParsableCommand {
                 throw ValidationError("--steps-override must lie in 1…\(SigmaGrid.dmd2.count), got \(stepsOverride)")
             }
         }
+        if rollout && generator == nil { throw ValidationError("--rollout applies to --generator") }
+        if noisedReal && !rollout { throw ValidationError("--noised-real applies to --rollout") }
     }
 
     func run() throws {
@@ -110,6 +119,10 @@ struct Sample: ParsableCommand {
             labels += [Int](repeating: c ?? -1, count: perClass)
         }
         let shape = [rows.count * perClass] + rowShape.dropFirst()
+        if rollout {
+            return try writeRollout(g, latents: Tensor(shape: shape, scalars: latents),
+                                    renoise: renoise.map { Tensor(shape: shape, scalars: $0) }, labels: labels)
+        }
         let grid = g.generate(latents: Tensor(shape: shape, scalars: latents),
                               renoise: renoise.map { Tensor(shape: shape, scalars: $0) }, labels: labels)
         let elapsed = ProcessInfo.processInfo.systemUptime - started
@@ -117,6 +130,62 @@ struct Sample: ParsableCommand {
         try FileManager.default.createDirectory(at: outURL.deletingLastPathComponent(), withIntermediateDirectories: true)
         try writeGrid(grid, columns: perClass, to: outURL, labels: config.labelDim > 0 ? labels : nil, classNames: g.classNames)
         print(String(format: "wrote %@ (%d images in %.1f s, %.2f img/s)", out, grid.shape[0], elapsed, Double(grid.shape[0]) / elapsed))
+    }
+
+    /// `--rollout`: each step's input x_i and output x̂_i through the schedule's own rollout (the
+    /// code inference and backward simulation share), one row per image; with `--noised-real`, a
+    /// row of x_real + σ_i·ε_i (same ε) beside x_real under each.
+    func writeRollout(_ g: DMD2Generator, latents z: Tensor<Float>, renoise: [Tensor<Float>], labels: [Int]) throws {
+        let c = g.config, k = g.nfe, N = labels.count, per = z.count / N
+        let y: Tensor<Float>? = c.labelDim > 0 ? oneHot(labels, classes: c.labelDim) : nil
+        let denoise: (GeneratorInput<Float>) -> Tensor<Float> = { input in
+            g.denoiser(Variable(input.x), sigma: input.sigma, classLabels: y).value
+        }
+        let r = g.schedule.rollout(to: k - 1, latents: z, renoise: renoise, denoise: denoise)
+        let outputs = r.outputs + [NoGrad.run { denoise(r.input) }]
+        let inputs = (0..<k).map { i in
+            g.schedule.input(step: i, previous: i == 0 ? nil : outputs[i - 1], noise: i == 0 ? z : renoise[i - 1]).x
+        }
+        var real: Tensor<Float>?
+        if noisedReal {
+            let dataset = try EDMDataset(url: testSplit(of: data), channels: c.inChannels)
+            guard dataset.resolution == c.resolution else {
+                throw CLIError("\(dataset.name) holds \(dataset.resolution)×\(dataset.resolution) images, the generator \(c.resolution)×\(c.resolution)")
+            }
+            var used = [Int: Int](), picked: [Int] = []
+            for label in labels {
+                let skip = used[label, default: 0]
+                let matches = (0..<dataset.count).lazy.filter { label < 0 || dataset.label($0) == label }
+                guard let i = matches.dropFirst(skip).first else {
+                    throw CLIError("\(dataset.name) has fewer than \(skip + 1) images of class \(label)")
+                }
+                picked.append(i)
+                used[label] = skip + 1
+            }
+            real = Image8.batch(try picked.map { try dataset.item($0).image })
+        }
+        var tiles: [Float] = []
+        func tile(_ t: Tensor<Float>, _ n: Int) { tiles += t.scalars[(n * per)..<((n + 1) * per)] }
+        for n in 0..<N {
+            for i in 0..<k { tile(inputs[i], n); tile(outputs[i], n) }
+            if let real {
+                for i in 0..<k {
+                    tile(g.schedule.input(step: i, previous: real, noise: i == 0 ? z : renoise[i - 1]).x, n)
+                    tile(real, n)
+                }
+            }
+        }
+        let rowsPerImage = real == nil ? 1 : 2
+        let grid = Tensor(shape: [N * rowsPerImage * 2 * k] + Array(z.shape.dropFirst()), scalars: tiles)
+        let url = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try writeGrid(grid, columns: 2 * k, to: url)
+        let σ = g.schedule.sigmas.map { String(format: "%.4g", $0) }
+        print("columns: " + (0..<k).map { "x_\($0) (σ = \(σ[$0])), x̂_\($0)" }.joined(separator: ", ")
+              + "; inputs clipped to [−1, 1] for display")
+        print("rows: one per image, classes \(labels.map(String.init).joined(separator: ","))"
+              + (real == nil ? "" : "; under each, x_real + σ_j·ε_j (the inputs without backward simulation) and x_real"))
+        print("wrote \(out) (\(N) images, \(k) steps)")
     }
 
     /// The noise generator of a row. Seeds one SplitMix step apart give the same stream shifted

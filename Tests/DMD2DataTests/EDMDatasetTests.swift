@@ -41,6 +41,26 @@ final class EDMDatasetTests: XCTestCase {
         try assertTiny(data)
     }
 
+    /// A subset re-indexes items start ..< start + count of its base; ranges outside it throw.
+    func testImageSubset() throws {
+        let data = try EDMDataset(url: fixture("edm/tiny.zip"))
+        let subset = try ImageSubset(data, start: 2, count: 3)
+        XCTAssertEqual(subset.count, 3)
+        XCTAssertEqual([subset.classCount, subset.resolution, subset.channels], [3, 8, 3])
+        XCTAssertEqual((0..<3).map(subset.label), [2, 0, 1])
+        for i in 0..<3 {
+            let (image, label) = try subset.item(i)
+            XCTAssertEqual(image, edmImage(i + 2), "subset item \(i) is base item \(i + 2)")
+            XCTAssertEqual(label, (i + 2) % 3)
+        }
+        XCTAssertEqual(try ImageSubset(data, start: 4).count, 2, "to the end")
+        for (start, count) in [(-1, 2), (5, 2), (6, nil), (0, 0)] as [(Int, Int?)] {
+            XCTAssertThrowsError(try ImageSubset(data, start: start, count: count), "start \(start), count \(String(describing: count))") { error in
+                XCTAssert("\(error)".contains("the dataset has 6"), "\(error)")
+            }
+        }
+    }
+
     func testFolder() throws {
         let data = try EDMDataset(url: fixture("edm/folder"))
         XCTAssertEqual(data.classCount, 3)

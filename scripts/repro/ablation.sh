@@ -78,7 +78,7 @@ elapsed=$(($(date +%s) - started))
     echo
     cat "$OUT/table.md"
     echo
-    echo "Grids of seed $first (one column per class): $(for s in "${settings[@]}"; do printf '[%s](%s) ' "$s" "$(realpath --relative-to="$(dirname "$DOC")" "$FIGURES/$s.png")"; done)"
+    echo "Grids of seed $first (one row per class): $(for s in "${settings[@]}"; do printf '[%s](%s) ' "$s" "$(realpath --relative-to="$(dirname "$DOC")" "$FIGURES/$s.png")"; done)"
     echo
     echo "![brightness]($(realpath --relative-to="$(dirname "$DOC")" "$FIGURES/brightness.png"))"
 } >"$DOC"

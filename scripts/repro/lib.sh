@@ -1,15 +1,24 @@
 # Shared by the reproduction scripts (scripts/repro/*.sh): installs what is missing, builds the
-# release binary once, prepares the default data, and runs jobs a few at a time.
+# release binary (unless DMD2 names one), prepares the default data, and runs jobs a few at a time.
+# The scripts run from the repository root, whatever the caller's directory: relative paths in
+# OUT, DOC, FIGURE(S), DATA and TEACHER are read from there.
 # Settings (environment): LANES (jobs at once, default 2: one per core of the reference machine),
-# DATA (default data/fashion-mnist-64), TEACHER (default: the shipped cpu64Tiny teacher).
+# DATA (default data/fashion-mnist-64), TEACHER (default: the shipped cpu64Tiny teacher),
+# DMD2 (an already built dmd2 binary, e.g. DMD2=.build/release/dmd2: no `swift build`, which can
+# take minutes on a shared machine even when little changed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-scripts/setup.sh
 # One thread per job: two single-threaded jobs use two cores better than one two-threaded job
 # (no split or hand-out overhead, and each job keeps its own core's caches).
 export DMD2_NUM_THREADS=1
-swift build -c release --product dmd2 >&2
-DMD2="$(swift build -c release --show-bin-path)/dmd2"
+if [ -n "${DMD2:-}" ]; then
+    [ -x "$DMD2" ] || { echo "DMD2=$DMD2 is not an executable dmd2 binary (paths are relative to $(pwd))" >&2; exit 1; }
+    DMD2="$(realpath "$DMD2")"
+else
+    scripts/setup.sh
+    swift build -c release --product dmd2 >&2
+    DMD2="$(swift build -c release --show-bin-path)/dmd2"
+fi
 LANES="${LANES:-2}"
 DATA="${DATA:-data/fashion-mnist-64}"
 TEACHER="${TEACHER:-models/teacher-cpu64Tiny-fashion64.safetensors}"

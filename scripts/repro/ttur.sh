@@ -6,6 +6,7 @@
 #   scripts/repro/ttur.sh                       # 3 runs × 300 iterations, ~25 min on 2 cores
 #   ITERATIONS=30 OUT=runs/ttur-quick DOC=runs/ttur-quick/ttur.md FIGURE=runs/ttur-quick/brightness \
 #     scripts/repro/ttur.sh                     # a smoke run (~3 min)
+#   DMD2=.build/release/dmd2 scripts/repro/ttur.sh   # use the binary already built (no swift build)
 #
 # Writes FIGURE.{svg,png} and DOC (brightness sd and range from iteration 50 on, generator
 # updates, minutes). Runs resume; finished runs are not redone.
