@@ -104,7 +104,8 @@ public struct EvaluationSummary: Codable, Sendable {
     /// the floor, and the per-seed values.
     public func markdown() -> String {
         let first = runs[0]
-        var out = "\(first.sampleCount) generated images per seed against \(first.referenceCount) \(split) images (\(first.reference)); "
+        let measured = source["kind"]?.hasPrefix("real") == true ? "real training images" : "generated images"
+        var out = "\(first.sampleCount) \(measured) per seed against \(first.referenceCount) \(split) images (\(first.reference)); "
         out += "seeds \(seeds.map(String.init).joined(separator: ", ")); mean ± sd over the seeds (sd with n − 1).\n"
         if let floor {
             out += "Floor: \(floor[0].sampleCount) real training images per seed (drawn afresh for each seed, balanced like the generated labels) against the same reference.\n"

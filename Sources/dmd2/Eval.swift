@@ -50,6 +50,8 @@ struct Eval: ParsableCommand {
     var split: ReferenceSplit = .test
     @Flag(name: .long, help: "Skip the real-vs-real floor (real training images measured against the reference at the same counts).")
     var noFloor = false
+    @Flag(name: .long, help: "Measure only the floor (no sampling): what real images score at these counts, for the channels and classes of --checkpoint or --generator.")
+    var floorOnly = false
     @Option(name: .long, help: "Reference images: a prepare-data folder (its test/ or validation split), an EDM dataset folder/zip, a downsampled-ImageNet .npz or folder of parts (its val files), or a class-folder tree.")
     var data: String = "data/fashion-mnist-64"
     @Option(name: .long, help: dataFormatHelp)
@@ -77,6 +79,7 @@ struct Eval: ParsableCommand {
             throw ValidationError("\(flag) must be ≥ \(least), got \(value)")
         }
         guard seed <= UInt64.max - UInt64(seeds - 1) else { throw ValidationError("--seed \(seed) + --seeds \(seeds) overflows") }
+        if floorOnly && noFloor { throw ValidationError("--floor-only and --no-floor exclude each other") }
     }
 
     func run() throws {
@@ -120,24 +123,28 @@ struct Eval: ParsableCommand {
         var firstImages: Tensor<Float>?, firstLabels: [Int]?
         var seconds: [String: Double] = ["reference": referenceSeconds, "sampling": 0, "inception": 0, "floor": 0]
         for s in seedList {
-            // 2. Sample and measure.
             print("seed \(s):")
-            t = ProcessInfo.processInfo.systemUptime
-            let (images, labels) = Evaluation.sample(source, count: count, batchSize: batch, seed: s) { progress("sample (seed \(s))", $0, $1) }
-            let sampleSeconds = ProcessInfo.processInfo.systemUptime - t
             var options = Evaluation.Options()
             options.kidSubsets = kidSubsets
             options.kidSubsetSize = kidSubsetSize
             options.seed = s
-            var description = source.description
-            description["seed"] = "\(s)"
-            var report = Evaluation.run(images: images, labels: labels, reference: reference, inception: inception,
-                                        classifier: classifierModel, options: options, source: description, progress: progress)
-            report.seconds["sampling"] = sampleSeconds
-            seconds["sampling"]! += sampleSeconds
-            seconds["inception"]! += report.seconds["inception"] ?? 0
-            runs.append(report)
-            if firstImages == nil { (firstImages, firstLabels) = (images, labels) }
+            // 2. Sample and measure.
+            var report: EvaluationReport?
+            if !floorOnly {
+                t = ProcessInfo.processInfo.systemUptime
+                let (images, labels) = Evaluation.sample(source, count: count, batchSize: batch, seed: s) { progress("sample (seed \(s))", $0, $1) }
+                let sampleSeconds = ProcessInfo.processInfo.systemUptime - t
+                var description = source.description
+                description["seed"] = "\(s)"
+                var r = Evaluation.run(images: images, labels: labels, reference: reference, inception: inception,
+                                       classifier: classifierModel, options: options, source: description, progress: progress)
+                r.seconds["sampling"] = sampleSeconds
+                seconds["sampling"]! += sampleSeconds
+                seconds["inception"]! += r.seconds["inception"] ?? 0
+                runs.append(r)
+                report = r
+                if firstImages == nil { (firstImages, firstLabels) = (images, labels) }
+            }
 
             // 3. The floor: real training images at the same count, their features cached by content.
             if let floorSet {
@@ -157,15 +164,28 @@ struct Eval: ParsableCommand {
                 seconds["floor"]! += floorSeconds
                 floor.append(floorReport)
                 print(String(format: "  FID %@ (floor %@), class consistency %@ (floor %@)",
-                             report.fid.map { String(format: "%.2f", $0) } ?? "–", floorReport.fid.map { String(format: "%.2f", $0) } ?? "–",
-                             report.classConsistency.map { String(format: "%.3f", $0.accuracy) } ?? "–",
+                             report?.fid.map { String(format: "%.2f", $0) } ?? "–", floorReport.fid.map { String(format: "%.2f", $0) } ?? "–",
+                             report?.classConsistency.map { String(format: "%.3f", $0.accuracy) } ?? "–",
                              floorReport.classConsistency.map { String(format: "%.3f", $0.accuracy) } ?? "–"))
-            } else {
+            } else if let report {
                 print(String(format: "  FID %@, class consistency %@", report.fid.map { String(format: "%.2f", $0) } ?? "–",
                              report.classConsistency.map { String(format: "%.3f", $0.accuracy) } ?? "–"))
             }
         }
         seconds["total"] = ProcessInfo.processInfo.systemUptime - started
+        if floorOnly {
+            // The floor alone: its reports stand in the runs' place (the source says what they are).
+            let summary = EvaluationSummary(seeds: seedList, split: split.rawValue, runs: floor, floor: nil,
+                                            source: ["kind": "real training images (floor only)", "dataset": floorSet!.name], seconds: seconds)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(summary).write(to: outURL.appendingPathComponent("metrics.json"), options: .atomic)
+            let markdown = summary.markdown()
+            try markdown.write(to: outURL.appendingPathComponent("metrics.md"), atomically: true, encoding: .utf8)
+            print("\nfloor only (the \"generated\" column holds the real training images):\n" + markdown, terminator: "")
+            print(String(format: "time: reference %.0f s, floor %.0f s, total %.0f s", referenceSeconds, seconds["floor"]!, seconds["total"]!))
+            return print("wrote \(out)/metrics.json, metrics.md")
+        }
         let summary = EvaluationSummary(seeds: seedList, split: split.rawValue, runs: runs, floor: floorSet == nil ? nil : floor,
                                         source: source.description.filter { $0.key != "seed" }, seconds: seconds)
 
