@@ -100,7 +100,14 @@ struct Eval: ParsableCommand {
         let cacheURL = cacheFolder.appendingPathComponent("\(cacheStem)-reference-\(nRef)-c\(channels).safetensors")
         print("reference: \(referenceSet.name) (\(split.rawValue)), \(nRef) of \(referenceSet.count) images\(inception == nil ? "" : ", features cached in \(cacheURL.path)")")
         // The floor's real images: the training images (the validation split left out), never the reference's.
-        let floorSet = noFloor ? nil : try openData(data, format: dataFormat, split: .train, channels: channels)
+        var floorSet = noFloor ? nil : try openData(data, format: dataFormat, split: .train, channels: channels)
+        if let training = floorSet, split == .test, ((training as? SubsetDataset)?.base.name ?? training.name) == referenceSet.name {
+            // One set of files for training and test (a lone zip or class-folder tree): the floor
+            // would draw the reference's own images.
+            guard !floorOnly else { throw CLIError("--floor-only: \(data) has no test split apart from its training images; use --split validation") }
+            print("note: \(data) has no test split apart from its training images: no floor (use --split validation for one)")
+            floorSet = nil
+        }
         if let floorSet { print("floor: \(count) real images per seed from \(floorSet.name) (\(floorSet.count) images)") }
         let seedList = (0..<seeds).map { seed + UInt64($0) }
 
