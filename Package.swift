@@ -112,7 +112,7 @@ let package = Package(
                     swiftSettings: simd),
         .testTarget(name: "DMD2DataTests", dependencies: ["DMD2Data", "DMD2Core", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
-        .testTarget(name: "DMD2MetricsTests", dependencies: ["DMD2Metrics", "DMD2Data", "DMD2Core", "DMD2Ops"],
+        .testTarget(name: "DMD2MetricsTests", dependencies: ["DMD2Metrics", "DMD2Data", "DMD2Core", "DMD2Ops", "SafeTensors"],
                     resources: [.copy("Resources")], swiftSettings: simd),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"],
                     resources: [.copy("Resources")]),

@@ -202,7 +202,7 @@ public struct DataLoader {
     }
 
     /// Uniform in 0..<n without bias (Lemire 2019, "Fast random integer generation in an interval").
-    static func bounded(_ n: Int, using generator: inout RandomGenerator) -> Int {
+    public static func bounded(_ n: Int, using generator: inout RandomGenerator) -> Int {
         let bound = UInt64(n)
         var product = generator.next().multipliedFullWidth(by: bound)
         if product.low < bound {

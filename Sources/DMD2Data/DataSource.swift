@@ -23,9 +23,15 @@ public enum DataFormat: String, CaseIterable, Sendable, CustomStringConvertible 
     public var description: String { rawValue }
 }
 
-/// The part of a dataset a command reads: training images, or the held-out ones it measures against.
-public enum DataSplit: String, Sendable {
-    case train, test
+/// The part of a dataset a command reads: training images (without the validation split), the
+/// validation split (held out of the training files, ValidationSplit.swift), the held-out test
+/// images, or every training image (runs trained before the validation split existed).
+public enum DataSplit: String, Sendable, CaseIterable {
+    case train, validation, test
+    case trainIncludingValidation = "train+validation"
+
+    /// The split whose files hold this one's images (train and validation share the training files).
+    public var files: DataSplit { self == .test ? .test : .train }
 }
 
 public enum DataSource {
@@ -75,7 +81,7 @@ public enum DataSource {
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue,
               !fm.fileExists(atPath: url.appendingPathComponent("dataset.json").path) else { return url }
-        let sub = url.appendingPathComponent(split.rawValue)
+        let sub = url.appendingPathComponent(split.files.rawValue)
         return fm.fileExists(atPath: sub.path) ? sub : url
     }
 
@@ -89,7 +95,7 @@ public enum DataSource {
         let test = names.filter { let n = $0.lowercased(); return n.contains("val") || n.contains("test") }
         var chosen = names
         if !train.isEmpty && !test.isEmpty {
-            chosen = split == .train ? train : test
+            chosen = split.files == .train ? train : test
         }
         return chosen.sorted(by: naturalOrder).map { folder.appendingPathComponent($0) }
     }
@@ -119,11 +125,31 @@ public enum DataSource {
     /// Open what `url` names as one dataset.
     /// - Parameters:
     ///   - format: nil detects it (see the file comment).
-    ///   - split: which split of a prepare-data folder or an npz folder with train and val files.
+    ///   - split: which split of a prepare-data folder or an npz folder with train and val files;
+    ///     `.train` leaves out the validation split (`ValidationSplit`), `.validation` is only it.
     ///   - channels: 1 or 3 to convert on reading; nil keeps the data's own.
     ///   - cacheDirectory: where npz `data` members are extracted (ImageNet64Dataset).
     public static func open(_ url: URL, format: DataFormat? = nil, split: DataSplit = .train, channels: Int? = nil,
                             cacheDirectory: URL? = nil) throws -> any ImageDataset {
+        let files = try openFiles(url, format: format, split: split.files, channels: channels, cacheDirectory: cacheDirectory)
+        switch split {
+        case .test, .trainIncludingValidation:
+            return files
+        case .train:
+            let s = ValidationSplit(of: files)
+            return s.validation.isEmpty ? files : SubsetDataset(files, indices: s.training, name: files.name + ValidationSplit.trainingNameSuffix)
+        case .validation:
+            let s = ValidationSplit(of: files)
+            guard !s.validation.isEmpty else {
+                throw DataError(file: files.name, "no validation split: it holds out 1 in \(ValidationSplit.fractionDenominator) images of each class, and no class here has \(ValidationSplit.fractionDenominator)")
+            }
+            return SubsetDataset(files, indices: s.validation, name: "\(files.name) (validation)")
+        }
+    }
+
+    /// The dataset of the files `open` reads for `split` (`.train` or `.test`).
+    static func openFiles(_ url: URL, format: DataFormat?, split: DataSplit, channels: Int?,
+                          cacheDirectory: URL?) throws -> any ImageDataset {
         if let channels, channels != 1 && channels != 3 {
             throw DataError(file: url, "cannot read with \(channels) channels (1 or 3)")
         }

@@ -53,7 +53,7 @@ extension ImageDataset {
 
 /// Items `start ..< start + count` of another dataset, re-indexed from 0: a split carved out of
 /// one file, such as a validation set taken from the test images that follow the ones a table is
-/// scored on (`dmd2 eval --reference-offset`).
+/// scored on.
 public final class ImageSubset: ImageDataset {
     public let base: any ImageDataset
     public let start: Int

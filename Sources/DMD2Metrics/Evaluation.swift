@@ -70,8 +70,13 @@ public struct EvaluationReference {
     /// labels, count and channels, and a cache file whose hash differs — another dataset, or the
     /// same path after its files were replaced — or that cannot be read is recomputed and replaced.
     /// `progress(stage, done, total)` starts with done = 0.
+    ///
+    /// `shipped` are further files in the cache's format to try when the cache does not hold these
+    /// images (`bundledFeatureFiles`: the features shipped with the package); the same content
+    /// check decides, so a shipped file for other images is never used.
     public static func prepare(
         dataset: any ImageDataset, count: Int? = nil, inception: InceptionV3FID?, cacheURL: URL?,
+        shipped: [URL] = [],
         progress: ((_ stage: String, _ done: Int, _ total: Int) -> Void)? = nil
     ) throws -> EvaluationReference {
         let n = Swift.min(count ?? dataset.count, dataset.count)
@@ -98,14 +103,24 @@ public struct EvaluationReference {
         }
         let key = ["content": hash.hex, "count": "\(n)", "channels": "\(dataset.channels)",
                    "format": "swift-dmd2.reference-features", "format_version": "2"]
-        if let cacheURL, FileManager.default.fileExists(atPath: cacheURL.path) {
-            if let file = try? SafeTensorsFile(contentsOf: cacheURL),
-               key.allSatisfy({ file.metadata[$0.key] == $0.value }),
-               let features: Tensor<Float> = try? file.tensor("features"), features.shape == [n, InceptionV3FID.featureCount],
-               features.scalars.allSatisfy(\.isFinite) {
-                return EvaluationReference(name: dataset.name, count: n, features: features,
-                                           statistics: FeatureStatistics(features: features), diagnostics: diagnostics)
+        /// The features a cache file holds, when it is for exactly these images.
+        func cached(_ url: URL) -> Tensor<Float>? {
+            guard FileManager.default.fileExists(atPath: url.path),
+                  let file = try? SafeTensorsFile(contentsOf: url),
+                  key.allSatisfy({ file.metadata[$0.key] == $0.value }),
+                  let features: Tensor<Float> = try? file.tensor("features"), features.shape == [n, InceptionV3FID.featureCount],
+                  features.scalars.allSatisfy(\.isFinite) else { return nil }
+            return features
+        }
+        // The cache, else a file shipped with the package for the same images (copied to the cache).
+        for url in [cacheURL].compactMap({ $0 }) + shipped {
+            guard let features = cached(url) else { continue }
+            if let cacheURL, url != cacheURL {
+                try FileManager.default.createDirectory(at: cacheURL.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try SafeTensorsFile(contentsOf: url).write(to: cacheURL)
             }
+            return EvaluationReference(name: dataset.name, count: n, features: features,
+                                       statistics: FeatureStatistics(features: features), diagnostics: diagnostics)
         }
         // Pass 2: the features.
         var features: [Float] = []
@@ -124,6 +139,18 @@ public struct EvaluationReference {
         }
         return EvaluationReference(name: dataset.name, count: n, features: f, statistics: FeatureStatistics(features: f),
                                    diagnostics: diagnostics)
+    }
+}
+
+extension EvaluationReference {
+    /// Reference features shipped with the package (`Resources/*-reference-*.safetensors`, in the
+    /// cache's format): Inception features of the default dataset's evaluation images, so that a
+    /// fresh machine need not compute them (docs/METRICS.md, "What is cached and shipped").
+    public static var bundledFeatureFiles: [URL] {
+        guard let folder = Bundle.module.resourceURL?.appendingPathComponent("Resources"),
+              let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return [] }
+        return names.filter { $0.contains("-reference-") && $0.hasSuffix(".safetensors") }.sorted()
+            .map { folder.appendingPathComponent($0) }
     }
 }
 
@@ -234,10 +261,13 @@ public enum Evaluation {
     /// `reference`. FID/KID/precision/recall need `inception` and reference features; class
     /// consistency needs `classifier` and labels. `progress(stage, done, total)` reports the slow
     /// part (Inception features), starting with done = 0.
+    ///
+    /// `features`, when given, are the images' Inception features already computed (the real
+    /// images of the floor, whose features are cached): the network is not run on them.
     public static func run(
         images: Tensor<Float>, labels: [Int]?, reference: EvaluationReference,
         inception: InceptionV3FID?, classifier: ImageClassifier<Float>?, options: Options = Options(),
-        source: [String: String] = [:],
+        source: [String: String] = [:], features given: Tensor<Float>? = nil,
         progress: ((_ stage: String, _ done: Int, _ total: Int) -> Void)? = nil
     ) -> EvaluationReport {
         precondition(images.rank == 4 && images.shape[0] >= 1, "Evaluation.run: expected images [N, C, H, W], got \(images.shape)")
@@ -251,13 +281,19 @@ public enum Evaluation {
         seconds["diagnostics"] = clock() - t
 
         var fid: Double?, kid: KIDSummary?, pr: PrecisionRecall?
-        if let inception, let realFeatures = reference.features, let realStats = reference.statistics {
-            t = clock()
-            progress?("inception features", 0, N)
-            let features = inception.features(Image8.images(fromBatch: images), batchSize: options.batchSize) { done, total in
-                progress?("inception features", done, total)
+        if given != nil || inception != nil, let realFeatures = reference.features, let realStats = reference.statistics {
+            let features: Tensor<Float>
+            if let given {
+                precondition(given.shape == [N, InceptionV3FID.featureCount], "Evaluation.run: features \(given.shape) for \(N) images")
+                features = given
+            } else {
+                t = clock()
+                progress?("inception features", 0, N)
+                features = inception!.features(Image8.images(fromBatch: images), batchSize: options.batchSize) { done, total in
+                    progress?("inception features", done, total)
+                }
+                seconds["inception"] = clock() - t
             }
-            seconds["inception"] = clock() - t
             if N >= 2 {
                 fid = frechetDistance(FeatureStatistics(features: features), realStats)
                 let k = kernelInceptionDistance(real: realFeatures, generated: features, subsets: options.kidSubsets,

@@ -20,3 +20,16 @@ func openData(_ path: String, format: DataFormat?, split: DataSplit, channels: I
     }
     return try DataSource.open(URL(fileURLWithPath: path), format: format, split: split, channels: channels)
 }
+
+/// The training images of `--data` for a trainer: the train split without the validation split.
+/// `resumedRun` is the dataset name a resumed run's manifest records: a run started before the
+/// validation split existed (its name lacks `ValidationSplit.trainingNameSuffix`) resumes on every
+/// training image, as it was trained, and the returned note says so.
+func openTrainingData(_ path: String, format: DataFormat?, channels: Int?, resumedRun: String?,
+                      why: String? = nil) throws -> (dataset: any ImageDataset, note: String?) {
+    let dataset = try openData(path, format: format, split: .train, channels: channels, why: why)
+    guard let resumedRun, dataset.name.hasSuffix(ValidationSplit.trainingNameSuffix),
+          !resumedRun.hasSuffix(ValidationSplit.trainingNameSuffix) else { return (dataset, nil) }
+    let all = try openData(path, format: format, split: .trainIncludingValidation, channels: channels, why: why)
+    return (all, "note: this run started before the validation split existed (docs/DATA.md): it goes on reading all \(all.count) training images, the \(all.count - dataset.count) validation images included, so its numbers on --split validation are not held out")
+}

@@ -49,12 +49,14 @@ struct Demo: ParsableCommand {
     var evalCount: Int = 200
     @Flag(name: .long, help: "Tiny numbers (20 teacher steps, 10 DMD2 iterations, 20 images) to check the pipeline.")
     var quick = false
+    @Option(name: .long, parsing: .unconditional, help: "Evaluation seeds per model (`dmd2 eval --seeds`; --quick uses 1).")
+    var evalSeeds: Int = 3
     @Flag(name: .long, help: "Skip the evaluation stage.")
     var noEval = false
 
     func validate() throws {
-        guard teacherSteps >= 1, distillIterations >= 1, generatorSteps >= 1, distillLR > 0, evalCount >= 2 else {
-            throw ValidationError("--teacher-steps, --distill-iterations and --generator-steps must be ≥ 1, --distill-lr > 0, --eval-count ≥ 2")
+        guard teacherSteps >= 1, distillIterations >= 1, generatorSteps >= 1, distillLR > 0, evalCount >= 2, evalSeeds >= 1 else {
+            throw ValidationError("--teacher-steps, --distill-iterations, --generator-steps and --eval-seeds must be ≥ 1, --distill-lr > 0, --eval-count ≥ 2")
         }
     }
 
@@ -100,7 +102,7 @@ struct Demo: ParsableCommand {
         guard !noEval else { return print("\ndone (evaluation skipped): \(out)/teacher-heun18.png, \(studentGrid)") }
         stage(5, "eval")
         let evalCommon = ["--data", data, "--count", String(count), "--reference-count", quick ? "50" : "1000",
-                          "--kid-subset-size", String(min(count, 100))] + threads
+                          "--kid-subset-size", String(min(count, 100)), "--seeds", String(quick ? 1 : evalSeeds)] + threads
         // Each evaluation is skipped when its metrics exist (delete the folder to redo it).
         let evaluations: [(label: String, folder: String, arguments: [String])] = [
             ("teacher, Heun 4 steps", "\(out)/eval-teacher-heun4", ["--checkpoint", teacher, "--steps", "4"]),
@@ -115,7 +117,7 @@ struct Demo: ParsableCommand {
             }
         }
         let table = try Report.evalTable(evaluations.map { ($0.label, [$0.folder]) })
-        let note = "\(count) samples per model (classes balanced) against \(quick ? 50 : 1000) test images; seconds per image are sampling only.\n"
+        let note = "\(count) samples per model and seed (classes balanced) against \(quick ? 50 : 1000) test images, mean ± sd over \(quick ? 1 : evalSeeds) evaluation seed\(quick || evalSeeds == 1 ? "" : "s") (each folder's metrics.md has the real-vs-real floor); seconds per image are sampling only.\n"
         try ("# dmd2 demo\n\n" + note + "\n" + table).write(toFile: "\(out)/metrics.md", atomically: true, encoding: .utf8)
         print("\n" + table + note)
         print("done: \(out)/teacher-heun18.png, \(studentGrid), \(out)/metrics.md")

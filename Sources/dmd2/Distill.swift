@@ -123,7 +123,12 @@ struct Distill: ParsableCommand {
                 let changes = SettingChange.between(run, requested, ignoring: ["iterations"])
                 if !changes.isEmpty { notes.append(conflictsMessage(changes, flags: Self.flags, ignored: true)) }
             }
-            let dataset = run.readsRealImages ? try openDataset(channels: run.network.inChannels) : nil
+            var dataset: (any ImageDataset)?
+            if run.readsRealImages {
+                let opened = try openDataset(channels: run.network.inChannels, resumedRun: manifest.dataset ?? "")
+                dataset = opened.dataset
+                if let note = opened.note { notes.append(note) }
+            }
             do {
                 trainer = try DistillTrainer<Float>(resuming: runURL, dataset: dataset, iterations: iterations,
                                                     expecting: ignore ? nil : requested, teacher: ignore ? nil : requestedTeacher,
@@ -135,7 +140,7 @@ struct Distill: ParsableCommand {
         } else {
             let loaded = try loadTeacher()
             let config = distillConfig(loaded.net.config, ranks: ranks)
-            let dataset = config.readsRealImages ? try openDataset(channels: loaded.net.config.inChannels) : nil
+            let dataset = config.readsRealImages ? try openDataset(channels: loaded.net.config.inChannels, resumedRun: nil).dataset : nil
             if realGuidance != nil && loaded.net.config.labelDropout == 0 {
                 notes.append("warning: --real-guidance with a teacher trained without label dropout: its unconditional prediction D_∅ was never trained")
             }
@@ -228,11 +233,12 @@ struct Distill: ParsableCommand {
         try loadTeacherNetwork(teacher ?? "runs/teacher", raw: rawTeacher)
     }
 
-    /// The dataset at --data (its train split), read with the teacher's channel count.
-    func openDataset(channels: Int) throws -> any ImageDataset {
+    /// The dataset at --data (its train split, without the validation split), read with the
+    /// teacher's channel count; a resumed run from before the validation split reads it all (the note says so).
+    func openDataset(channels: Int, resumedRun: String?) throws -> (dataset: any ImageDataset, note: String?) {
         let why = noGAN ? "a few-step generator without backward simulation trains on noised real images"
                         : "the GAN needs real images; or use --no-gan"
-        return try openData(data, format: dataFormat, split: .train, channels: channels, why: why)
+        return try openTrainingData(data, format: dataFormat, channels: channels, resumedRun: resumedRun, why: why)
     }
 
     func writeDebugState(to url: URL) throws {

@@ -21,11 +21,15 @@ struct Eval: ParsableCommand {
         commandName: "eval",
         abstract: "Sample from a teacher and measure FID, KID, precision/recall, class consistency and image diagnostics.",
         discussion: """
-            Labels are balanced over the classes (image i gets class i mod K). The reference is the test split of --data; \
-            its Inception features are cached next to it (<split>-reference-<count>-c<channels>.safetensors) so they are \
-            computed once. Without the FID weights (scripts/fetch-inception.sh) FID, KID and precision/recall are skipped \
-            and the rest is still computed. The Inception network runs at a few images/s per core: keep --count and \
-            --reference-count small on a CPU, and use --threads 1 on a busy machine.
+            Labels are balanced over the classes (image i gets class i mod K). Every number is measured at --seeds seeds \
+            and reported as mean ± sd, beside a real-vs-real floor: --count real training images (the validation split \
+            left out) drawn afresh per seed and measured against the same reference. The reference is the test split of \
+            --data (--split validation: the validation split held out of the training files, for choosing checkpoints). \
+            Inception features of the reference and of the floor's images are cached next to the data \
+            (<split>-reference-<count>-c<channels>.safetensors, floor-train-<count>-seed<s>-c<channels>.safetensors, keyed \
+            by the images' content) so they are computed once. Without the FID weights (scripts/fetch-inception.sh) FID, \
+            KID and precision/recall are skipped and the rest is still computed. The Inception network runs at a few \
+            images/s per core (docs/METRICS.md has the timings).
             """)
 
     @OptionGroup var common: CommonOptions
@@ -34,20 +38,26 @@ struct Eval: ParsableCommand {
     var checkpoint: String = "runs/teacher"
     @Option(name: .long, help: "Evaluate a DMD2 generator instead of a teacher: a distill run folder (its newest checkpoint), a checkpoint folder or a generator .safetensors (the sampler options are ignored).")
     var generator: String?
-    @Option(name: .long, parsing: .unconditional, help: "Images to generate and measure.")
-    var count: Int = 100
+    @Option(name: .long, parsing: .unconditional, help: "Images to generate and measure per seed (and real training images for the floor).")
+    var count: Int = 1000
     @Option(name: .long, parsing: .unconditional, help: "Images per sampler call.")
     var batch: Int = 16
-    @Option(name: .long, help: "Seed of the noise.")
+    @Option(name: .long, help: "The first evaluation seed: seed s draws the generated images' noise, the floor's real images and KID's subsets.")
     var seed: UInt64 = 0
-    @Option(name: .long, help: "Reference images: a prepare-data folder (its test/), an EDM dataset folder/zip, a downsampled-ImageNet .npz or folder of parts (its val files), or a class-folder tree.")
+    @Option(name: .long, parsing: .unconditional, help: "Evaluation seeds: --seed, --seed + 1, … (every number is reported as mean ± sd over them).")
+    var seeds: Int = 3
+    @Option(name: .long, help: "The reference: test (for the numbers you report) or validation (held out of the training files, for choosing checkpoints and settings).")
+    var split: ReferenceSplit = .test
+    @Flag(name: .long, help: "Skip the real-vs-real floor (real training images measured against the reference at the same counts).")
+    var noFloor = false
+    @Flag(name: .long, help: "Measure only the floor (no sampling): what real images score at these counts, for the channels and classes of --checkpoint or --generator.")
+    var floorOnly = false
+    @Option(name: .long, help: "Reference images: a prepare-data folder (its test/ or validation split), an EDM dataset folder/zip, a downsampled-ImageNet .npz or folder of parts (its val files), or a class-folder tree.")
     var data: String = "data/fashion-mnist-64"
     @Option(name: .long, help: dataFormatHelp)
     var dataFormat: DataFormat?
-    @Option(name: .long, parsing: .unconditional, help: "Reference images: the first N of the reference set (0: all).")
-    var referenceCount: Int = 1000
-    @Option(name: .long, parsing: .unconditional, help: "Skip the reference set's first K images (e.g. 1000: a validation split after the 1000 test images the tables use, for choosing checkpoints).")
-    var referenceOffset: Int = 0
+    @Option(name: .long, parsing: .unconditional, help: "Reference images: the first N of the reference split (0: all).")
+    var referenceCount: Int = 0
     @Option(name: .long, help: "Class-consistency classifier (default: the one bundled with the package).")
     var classifier: String?
     @Flag(name: .long, help: "Skip the Inception metrics even when the weights are present.")
@@ -55,14 +65,21 @@ struct Eval: ParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "KID: random subsets and their size (capped at the set sizes).")
     var kidSubsets: Int = 100
     @Option(name: .long, parsing: .unconditional) var kidSubsetSize: Int = 1000
-    @Option(name: .long, help: "Output folder: metrics.json, grid.png (+ grid.txt), spectrum.svg, spectrum.png.")
+    @Option(name: .long, help: "Output folder: metrics.json, metrics.md, grid.png (+ grid.txt), spectrum.svg, spectrum.png.")
     var out: String = "runs/eval"
 
+    enum ReferenceSplit: String, ExpressibleByArgument, CaseIterable {
+        case test, validation
+        var dataSplit: DataSplit { self == .test ? .test : .validation }
+    }
+
     func validate() throws {
-        for (flag, value, least) in [("--count", count, 2), ("--batch", batch, 1), ("--reference-count", referenceCount, 0), ("--reference-offset", referenceOffset, 0),
-                                     ("--kid-subsets", kidSubsets, 1), ("--kid-subset-size", kidSubsetSize, 2)] where value < least {
+        for (flag, value, least) in [("--count", count, 2), ("--batch", batch, 1), ("--reference-count", referenceCount, 0),
+                                     ("--kid-subsets", kidSubsets, 1), ("--kid-subset-size", kidSubsetSize, 2), ("--seeds", seeds, 1)] where value < least {
             throw ValidationError("\(flag) must be ≥ \(least), got \(value)")
         }
+        guard seed <= UInt64.max - UInt64(seeds - 1) else { throw ValidationError("--seed \(seed) + --seeds \(seeds) overflows") }
+        if floorOnly && noFloor { throw ValidationError("--floor-only and --no-floor exclude each other") }
     }
 
     func run() throws {
@@ -73,63 +90,134 @@ struct Eval: ParsableCommand {
         let outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
 
-        // The reference set, read with the generator's channel count.
+        // The reference set, read with the generator's channel count; caches next to the data.
         let channels = source.channels
-        let referenceURL = try referenceSplit()
-        let fullReference = try openData(data, format: dataFormat, split: .test, channels: channels)
-        let referenceSet: any ImageDataset = referenceOffset == 0 ? fullReference
-            : try ImageSubset(fullReference, start: referenceOffset)
+        let (cacheFolder, cacheStem) = try cacheLocation()
+        let referenceSet = try openData(data, format: dataFormat, split: split.dataSplit, channels: channels)
         let inception = try loadInception()
         let classifierModel = try loadClassifier()
         let nRef = referenceCount == 0 ? referenceSet.count : min(referenceCount, referenceSet.count)
-        let cacheURL = referenceURL.deletingLastPathComponent()
-            .appendingPathComponent("\(referenceURL.deletingPathExtension().lastPathComponent)-reference-\(referenceOffset == 0 ? "" : "from\(referenceOffset)-")\(nRef)-c\(channels).safetensors")
-        print("reference: \(referenceURL.path), \(nRef) of \(referenceSet.count) images\(referenceOffset == 0 ? "" : " after the first \(referenceOffset)")\(inception == nil ? "" : ", features cached in \(cacheURL.path)")")
+        let cacheURL = cacheFolder.appendingPathComponent("\(cacheStem)-reference-\(nRef)-c\(channels).safetensors")
+        print("reference: \(referenceSet.name) (\(split.rawValue)), \(nRef) of \(referenceSet.count) images\(inception == nil ? "" : ", features cached in \(cacheURL.path)")")
+        // The floor's real images: the training images (the validation split left out), never the reference's.
+        var floorSet = noFloor ? nil : try openData(data, format: dataFormat, split: .train, channels: channels)
+        if let training = floorSet, split == .test, ((training as? SubsetDataset)?.base.name ?? training.name) == referenceSet.name {
+            // One set of files for training and test (a lone zip or class-folder tree): the floor
+            // would draw the reference's own images.
+            guard !floorOnly else { throw CLIError("--floor-only: \(data) has no test split apart from its training images; use --split validation") }
+            print("note: \(data) has no test split apart from its training images: no floor (use --split validation for one)")
+            floorSet = nil
+        }
+        if let floorSet { print("floor: \(count) real images per seed from \(floorSet.name) (\(floorSet.count) images)") }
+        let seedList = (0..<seeds).map { seed + UInt64($0) }
 
-        // 1. Sample.
         var bars: [String: ProgressBar] = [:]
         let progress = { (stage: String, done: Int, total: Int) in
             let bar = bars[stage] ?? ProgressBar(total: total, label: stage)
             bars[stage] = bar
             bar.update(done)
+            if done == total { bars[stage] = nil }
         }
-        var t = ProcessInfo.processInfo.systemUptime
-        let (images, labels) = Evaluation.sample(source, count: count, batchSize: batch, seed: seed) { progress("sample", $0, $1) }
-        let sampleSeconds = ProcessInfo.processInfo.systemUptime - t
 
-        // 2. Reference (features computed once, then read from the cache).
-        t = ProcessInfo.processInfo.systemUptime
+        // 1. Reference (features computed once, then read from the cache).
+        var t = ProcessInfo.processInfo.systemUptime
         let reference = try EvaluationReference.prepare(
-            dataset: referenceSet, count: nRef, inception: inception, cacheURL: writable(cacheURL), progress: progress)
+            dataset: referenceSet, count: nRef, inception: inception, cacheURL: writable(cacheURL),
+            shipped: EvaluationReference.bundledFeatureFiles, progress: progress)
         let referenceSeconds = ProcessInfo.processInfo.systemUptime - t
 
-        // 3. Metrics.
-        var options = Evaluation.Options()
-        options.kidSubsets = kidSubsets
-        options.kidSubsetSize = kidSubsetSize
-        options.seed = seed
-        var report = Evaluation.run(images: images, labels: labels, reference: reference, inception: inception,
-                                    classifier: classifierModel, options: options, source: source.description, progress: progress)
-        report.seconds["sampling"] = sampleSeconds
-        report.seconds["reference"] = referenceSeconds
-        report.seconds["total"] = ProcessInfo.processInfo.systemUptime - started
+        var runs: [EvaluationReport] = [], floor: [EvaluationReport] = []
+        var firstImages: Tensor<Float>?, firstLabels: [Int]?
+        var seconds: [String: Double] = ["reference": referenceSeconds, "sampling": 0, "inception": 0, "floor": 0]
+        for s in seedList {
+            print("seed \(s):")
+            var options = Evaluation.Options()
+            options.kidSubsets = kidSubsets
+            options.kidSubsetSize = kidSubsetSize
+            options.seed = s
+            // 2. Sample and measure.
+            var report: EvaluationReport?
+            if !floorOnly {
+                t = ProcessInfo.processInfo.systemUptime
+                let (images, labels) = Evaluation.sample(source, count: count, batchSize: batch, seed: s) { progress("sample (seed \(s))", $0, $1) }
+                let sampleSeconds = ProcessInfo.processInfo.systemUptime - t
+                var description = source.description
+                description["seed"] = "\(s)"
+                var r = Evaluation.run(images: images, labels: labels, reference: reference, inception: inception,
+                                       classifier: classifierModel, options: options, source: description, progress: progress)
+                r.seconds["sampling"] = sampleSeconds
+                seconds["sampling"]! += sampleSeconds
+                seconds["inception"]! += r.seconds["inception"] ?? 0
+                runs.append(r)
+                report = r
+                if firstImages == nil { (firstImages, firstLabels) = (images, labels) }
+            }
+
+            // 3. The floor: real training images at the same count, their features cached by content.
+            if let floorSet {
+                t = ProcessInfo.processInfo.systemUptime
+                let indices = try Evaluation.drawReal(from: floorSet, count: count, classCount: source.classCount, seed: s)
+                let drawn = SubsetDataset(floorSet, indices: indices, name: "\(floorSet.name), \(count) drawn with seed \(s)")
+                let floorCache = cacheFolder.appendingPathComponent("floor-train-\(count)-seed\(s)-c\(channels).safetensors")
+                let real = try EvaluationReference.prepare(dataset: drawn, inception: inception, cacheURL: writable(floorCache), progress: progress)
+                let items = try (0..<drawn.count).map { try drawn.item($0) }
+                let realLabels = source.classCount > 0 ? items.map(\.label) : nil
+                var floorReport = Evaluation.run(images: Image8.batch(items.map(\.image)), labels: realLabels, reference: reference,
+                                                 inception: nil, classifier: classifierModel, options: options,
+                                                 source: ["kind": "real training images", "dataset": floorSet.name, "seed": "\(s)"],
+                                                 features: real.features)
+                let floorSeconds = ProcessInfo.processInfo.systemUptime - t
+                floorReport.seconds["total"] = floorSeconds
+                seconds["floor"]! += floorSeconds
+                floor.append(floorReport)
+                print(String(format: "  FID %@ (floor %@), class consistency %@ (floor %@)",
+                             report?.fid.map { String(format: "%.2f", $0) } ?? "–", floorReport.fid.map { String(format: "%.2f", $0) } ?? "–",
+                             report?.classConsistency.map { String(format: "%.3f", $0.accuracy) } ?? "–",
+                             floorReport.classConsistency.map { String(format: "%.3f", $0.accuracy) } ?? "–"))
+            } else if let report {
+                print(String(format: "  FID %@, class consistency %@", report.fid.map { String(format: "%.2f", $0) } ?? "–",
+                             report.classConsistency.map { String(format: "%.3f", $0.accuracy) } ?? "–"))
+            }
+        }
+        seconds["total"] = ProcessInfo.processInfo.systemUptime - started
+        if floorOnly {
+            // The floor alone: its reports stand in the runs' place (the source says what they are).
+            let summary = EvaluationSummary(seeds: seedList, split: split.rawValue, runs: floor, floor: nil,
+                                            source: ["kind": "real training images (floor only)", "dataset": floorSet!.name], seconds: seconds)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(summary).write(to: outURL.appendingPathComponent("metrics.json"), options: .atomic)
+            let markdown = summary.markdown()
+            try markdown.write(to: outURL.appendingPathComponent("metrics.md"), atomically: true, encoding: .utf8)
+            print("\nfloor only (the \"generated\" column holds the real training images):\n" + markdown, terminator: "")
+            print(String(format: "time: reference %.0f s, floor %.0f s, total %.0f s", referenceSeconds, seconds["floor"]!, seconds["total"]!))
+            return print("wrote \(out)/metrics.json, metrics.md")
+        }
+        let summary = EvaluationSummary(seeds: seedList, split: split.rawValue, runs: runs, floor: floorSet == nil ? nil : floor,
+                                        source: source.description.filter { $0.key != "seed" }, seconds: seconds)
 
         // 4. Files.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(report).write(to: outURL.appendingPathComponent("metrics.json"), options: .atomic)
-        let grid = Self.gridLayout(images, labels: labels, classCount: source.classCount)
+        try encoder.encode(summary).write(to: outURL.appendingPathComponent("metrics.json"), options: .atomic)
+        let markdown = summary.markdown()
+        try markdown.write(to: outURL.appendingPathComponent("metrics.md"), atomically: true, encoding: .utf8)
+        let images = firstImages!
+        let grid = Self.gridLayout(images, labels: firstLabels, classCount: source.classCount)
         try writeGrid(grid.images, columns: grid.columns, to: outURL.appendingPathComponent("grid.png"),
                       labels: grid.labels, classNames: referenceSet.classNames)
-        let plot = spectrumPlot(report)
+        let plot = spectrumPlot(runs[0])
         try plot.writeSVG(to: outURL.appendingPathComponent("spectrum.svg"))
         try plot.writePNG(to: outURL.appendingPathComponent("spectrum.png"))
 
         print("")
-        print(report.table(), terminator: "")
-        print(String(format: "time: sampling %.0f s, reference %.0f s, Inception %.0f s, total %.0f s",
-                     sampleSeconds, referenceSeconds, report.seconds["inception"] ?? 0, report.seconds["total"] ?? 0))
-        print("wrote \(out)/metrics.json, grid.png, spectrum.svg, spectrum.png")
+        print("seed \(seedList[0]):")
+        print(runs[0].table(), terminator: "")
+        print("")
+        print(markdown, terminator: "")
+        print(String(format: "time: reference %.0f s, sampling %.0f s, Inception %.0f s, floor %.0f s, total %.0f s",
+                     referenceSeconds, seconds["sampling"]!, seconds["inception"]!, seconds["floor"]!, seconds["total"]!))
+        print("wrote \(out)/metrics.json, metrics.md, grid.png, spectrum.svg, spectrum.png (grid and spectrum: seed \(seedList[0]))")
     }
 
     /// The images of grid.png: one row per class, up to 10 images each, like `dmd2 sample` (the
@@ -201,8 +289,17 @@ struct Eval: ParsableCommand {
 
     // MARK: Inputs
 
-    /// The reference split: <data>/test for a prepare-data folder, else <data> itself.
-    func referenceSplit() throws -> URL { try testSplit(of: data) }
+    /// Where the feature caches go and the reference cache's name stem: next to the test split
+    /// (a prepare-data folder's test/ → the folder itself, stem "test"); the validation split's
+    /// stem is "validation" (or "<name>-validation" for another dataset).
+    func cacheLocation() throws -> (folder: URL, stem: String) {
+        let testURL = try testSplit(of: data)
+        let folder = testURL.deletingLastPathComponent(), name = testURL.deletingPathExtension().lastPathComponent
+        switch split {
+        case .test: return (folder, name)
+        case .validation: return (folder, name == "test" ? "validation" : "\(name)-validation")
+        }
+    }
 
     func loadInception() throws -> InceptionV3FID? {
         if noFID { return nil }

@@ -72,10 +72,11 @@ struct Report: ParsableCommand {
                               generatorUpdates: updates, iterations: iterations, trainingMinutes: seconds / 60)
         }
         let metricsURL = folder.appendingPathComponent(evalFolder).appendingPathComponent("metrics.json")
-        let m = try readMetrics(metricsURL, hint: "run `dmd2 eval --generator \(run) --out \(metricsURL.deletingLastPathComponent().path)`")
-        return RunSummary(run: run, fid: m.fid, kid: m.kid.map { $0.mean * 1000 }, precision: m.precision,
-                          recall: m.recall, classConsistency: m.classConsistency?.accuracy,
-                          highFrequency: m.highFrequencyRatioVsReference, brightnessSD: SeedStatistics.standardDeviation(window),
+        // Several evaluation seeds: their means (the seed-to-seed spread of training is the table's ±).
+        let m = MetricSpread(try readMetrics(metricsURL, hint: "run `dmd2 eval --generator \(run) --out \(metricsURL.deletingLastPathComponent().path)`"))
+        return RunSummary(run: run, fid: m.fid?.mean, kid: m.kid.map { $0.mean * 1000 }, precision: m.precision?.mean,
+                          recall: m.recall?.mean, classConsistency: m.classConsistency?.mean,
+                          highFrequency: m.highFrequencyRatioVsReference?.mean, brightnessSD: SeedStatistics.standardDeviation(window),
                           brightnessRange: low...high,
                           generatorUpdates: updates, iterations: iterations, trainingMinutes: seconds / 60)
     }
@@ -89,10 +90,12 @@ struct Report: ParsableCommand {
         return String(format: "\(f) ± \(f)", SeedStatistics.mean(xs), SeedStatistics.standardDeviation(xs))
     }
 
-    /// A metrics.json written by `dmd2 eval`, decoded as the type that wrote it.
-    static func readMetrics(_ url: URL, hint: String) throws -> EvaluationReport {
+    /// A metrics.json written by `dmd2 eval`: its report per evaluation seed (an `EvaluationSummary`),
+    /// or the one report of an eval folder written before the seeds and floor existed.
+    static func readMetrics(_ url: URL, hint: String) throws -> [EvaluationReport] {
         guard let data = try? Data(contentsOf: url) else { throw CLIError("cannot read \(url.path) (\(hint))") }
-        do { return try JSONDecoder().decode(EvaluationReport.self, from: data) } catch {
+        if let summary = try? JSONDecoder().decode(EvaluationSummary.self, from: data) { return summary.runs }
+        do { return [try JSONDecoder().decode(EvaluationReport.self, from: data)] } catch {
             throw CLIError("\(url.path) is not a metrics.json of `dmd2 eval`: \(error)")
         }
     }
@@ -144,7 +147,8 @@ struct Report: ParsableCommand {
     static func evalTable(_ rows: [(label: String, folders: [String])]) throws -> String {
         var lines = ["| sampler | NFE | FID ↓ | KID×10³ ↓ | class consistency | HF vs real | s per image |", "|---|---|---|---|---|---|---|"]
         for (label, folders) in rows {
-            let ms = try folders.map { folder in
+            // Every evaluation seed of every folder.
+            let ms = try folders.flatMap { folder in
                 try Self.readMetrics(URL(fileURLWithPath: folder).appendingPathComponent("metrics.json"), hint: "an output folder of `dmd2 eval`?")
             }
             let perImage = ms.map { m -> Double? in

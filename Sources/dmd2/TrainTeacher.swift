@@ -76,10 +76,10 @@ struct TrainTeacher: ParsableCommand {
             try RunFolderLock.checkUnlocked(runURL)                     // before reading the data
         }
         let ranks = setup?.group.size ?? 1
-        let dataset = try openDataset()
+        let (dataset, dataNote) = try openDataset()
         let progressBar: ProgressBar
         let trainer: TeacherTrainer<Float>
-        var notes: [String] = []
+        var notes: [String] = dataNote.map { [$0] } ?? []
         if resume {
             if let folder = TeacherCheckpoint.latest(in: runURL) {
                 let run = try TeacherCheckpoint.manifest(at: folder).config
@@ -182,14 +182,18 @@ struct TrainTeacher: ParsableCommand {
         return config
     }
 
-    /// The dataset at --data (its train split), read with the network's channel count.
-    func openDataset() throws -> any ImageDataset {
+    /// The dataset at --data (its train split, without the validation split), read with the
+    /// network's channel count; a resumed run from before the validation split reads it all (the note says so).
+    func openDataset() throws -> (any ImageDataset, String?) {
         let readChannels: Int
+        var runDataset: String?
         if resume, let folder = TeacherCheckpoint.latest(in: URL(fileURLWithPath: out)) {
-            readChannels = try TeacherCheckpoint.manifest(at: folder).config.network.inChannels
+            let manifest = try TeacherCheckpoint.manifest(at: folder)
+            readChannels = manifest.config.network.inChannels
+            runDataset = manifest.dataset
         } else {
             readChannels = channels ?? UNetConfig.presets[preset ?? "cpu64Tiny"]!.inChannels
         }
-        return try openData(data, format: dataFormat, split: .train, channels: readChannels)
+        return try openTrainingData(data, format: dataFormat, channels: readChannels, resumedRun: runDataset)
     }
 }
