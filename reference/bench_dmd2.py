@@ -4,7 +4,8 @@ and reads the JSON line it prints.
 
 The iteration is reference/dmd2_step.py's (the code that replays the debug state), on the
 cpu64Tiny and cpu64Small presets with dropout 0 (every DMD2 network), cases NAME =
-<preset>-<batch>: cpu64Tiny-8, cpu64Tiny-16, cpu64Small-8, cpu64Small-16. G, μ_real and μ_fake
+<preset>-<batch>: cpu64Tiny-8, cpu64Tiny-16, cpu64Small-8, cpu64Small-16, and (on request only)
+imagenet64-2, the full ImageNet-64 network at batch 2. G, μ_real and μ_fake
 are copies of one random teacher with non-zero output layers (`edm_model.init_random`, so every
 phase does its real work); the GAN head is fresh; real images U[−1, 1); one set of draws (z, y,
 the five (t, ε)) is drawn once and reused, as the Swift side does.
@@ -21,7 +22,7 @@ the five (t, ε)) is drawn once and reused, as the Swift side does.
   TTUR-5 iteration = (generator + 4 × critic-only)/5.
 
 Each case runs in its own process (so `peak_rss_mb`, the process's ru_maxrss, is that case's;
-`base_rss_mb` is the same process before the networks are built). After one warm-up of each
+`base_rss_mb` is the same process before the networks are built). After one warm-up (--warmup) of each
 kind, every repeat runs one generator iteration and one critic-only iteration; the result holds
 the median per phase and per iteration kind. A --case run prints one JSON line (the Swift suite
 reads the last line starting with "{"); a run of several cases prints one line per case, a
@@ -51,7 +52,10 @@ import bench_edm  # noqa: E402
 import dmd2_step  # noqa: E402
 import edm_model  # noqa: E402
 
-CASES = ["cpu64Tiny-8", "cpu64Tiny-16", "cpu64Small-8", "cpu64Small-16"]
+CASES = ["cpu64Tiny-8", "cpu64Tiny-16", "cpu64Small-8", "cpu64Small-16", "imagenet64-2"]
+# What runs without --case/--cases; imagenet64-2 (the full ImageNet-64 network, 295.9 M parameters
+# per UNet, batch 2) takes minutes per iteration: ask for it, with --warmup 0 --repeats 1.
+DEFAULT_CASES = ["cpu64Tiny-8", "cpu64Tiny-16", "cpu64Small-8", "cpu64Small-16"]
 PHASES = ["g_forward", "dm_forwards", "gan_generator", "g_backward", "critic", "optimizer"]
 # The recipe (docs/METHOD.md §2); no warm-up, so every step runs at lr.
 SETTINGS = {"learningRate": 2e-6, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weightDecay": 0.01,
@@ -108,7 +112,7 @@ def draw(config, batch, g):
     return z, labels, draws, real_images, one_hot()
 
 
-def run_case(case, repeats):
+def run_case(case, repeats, warmup=1):
     preset, batch = case.split("-")[0], int(case.split("-")[1])
     g = torch.Generator().manual_seed(0)
     base = rss_mb()
@@ -158,8 +162,9 @@ def run_case(case, repeats):
         return {"g_forward": t["g_forward"], "critic_forward": t["critic_fwd"], "critic_backward": t["critic_bwd"],
                 "optimizer": t["optimizer"]}
 
-    generator_iteration()                                         # warm-up
-    critic_iteration()
+    for _ in range(warmup):                                       # warm-up
+        generator_iteration()
+        critic_iteration()
     gen_runs, crit_runs = [], []
     for _ in range(repeats):
         gen_runs.append(generator_iteration())
@@ -200,9 +205,10 @@ def print_table(results):
 def main():
     p = argparse.ArgumentParser(description="PyTorch CPU timings of one DMD2 iteration by phase (see the module docstring)")
     p.add_argument("--case", choices=CASES, help="run one case in this process and print its JSON line")
-    p.add_argument("--cases", help=f"comma-separated subset (default: all of {', '.join(CASES)})")
+    p.add_argument("--cases", help=f"comma-separated subset (default: {', '.join(DEFAULT_CASES)}; also {', '.join(c for c in CASES if c not in DEFAULT_CASES)})")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 or 2 on the project machine; default 1)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations of each kind first (default 1)")
     p.add_argument("--json", nargs="?", const=True, metavar="PATH",
                    help="JSON output: a --case run prints its JSON line either way; with several cases, write them all to PATH")
     a = p.parse_args()
@@ -211,9 +217,9 @@ def main():
     if a.case:
         torch.set_num_threads(a.threads)
         torch.set_num_interop_threads(1)
-        print(json.dumps(run_case(a.case, a.repeats)), flush=True)
+        print(json.dumps(run_case(a.case, a.repeats, a.warmup)), flush=True)
         return
-    cases = a.cases.split(",") if a.cases else CASES
+    cases = a.cases.split(",") if a.cases else DEFAULT_CASES
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         p.error(f"unknown cases {unknown}; choose from {CASES}")
@@ -223,7 +229,7 @@ def main():
     results = []
     for case in cases:
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", case, "--threads", str(a.threads),
-                              "--repeats", str(a.repeats)], check=True, capture_output=True, text=True).stdout
+                              "--repeats", str(a.repeats), "--warmup", str(a.warmup)], check=True, capture_output=True, text=True).stdout
         line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
         print(line, flush=True)
         results.append(json.loads(line))

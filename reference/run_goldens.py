@@ -210,6 +210,23 @@ def prim_groupNormBackward(c, p, i):
     return {"dx": dx, "dGamma": dgamma, "dBeta": dbeta}
 
 
+def prim_groupNormSiLU(c, p, i):
+    N, C, L, G = p["N"], p["C"], p["L"], p["groups"]
+    out = prim_groupNorm(c, p, {"x": i["x"], "gamma": None, "beta": None})
+    z = out["y"] * i["scale"].reshape(N, C, 1) + i["shift"].reshape(N, C, 1)
+    return {"y": F.silu(z), "mean": out["mean"], "rstd": out["rstd"]}
+
+
+def prim_groupNormSiLUBackward(c, p, i):
+    N, C, L, G = p["N"], p["C"], p["L"], p["groups"]
+    x = i["x"].reshape(N, C, L).clone().requires_grad_(True)
+    scale = i["scale"].reshape(N, C, 1).clone().requires_grad_(True)
+    shift = i["shift"].reshape(N, C, 1).clone().requires_grad_(True)
+    y = F.silu(F.group_norm(x, G, eps=p["eps"]) * scale + shift)
+    dx, dscale, dshift = torch.autograd.grad(y, [x, scale, shift], i["dy"].reshape(N, C, L))
+    return {"dx": dx, "dScale": dscale.reshape(N, C), "dShift": dshift.reshape(N, C)}
+
+
 def prim_softmaxRows(c, p, i):
     return {"y": torch.softmax(i["x"].reshape(p["rows"], p["cols"]), dim=1)}
 
@@ -248,6 +265,7 @@ OPS = {
     "avgPool2x2": lambda p, x: F.avg_pool2d(x, 2),
     "upsampleNearest2x": lambda p, x: x.repeat_interleave(2, 2).repeat_interleave(2, 3),
     "groupNorm": lambda p, x, w, b: F.group_norm(x, p["groups"], w, b, eps=p["eps"]),
+    "groupNormSiLU": lambda p, x, s, t: F.silu(F.group_norm(x, p["groups"], eps=p["eps"]) * s[:, :, None, None] + t[:, :, None, None]),
     "softmax": lambda p, x: torch.softmax(x, dim=p["axis"]),
     "attention": lambda p, qkv: edm_model.attention_core(qkv, p["heads"]),
     "reshape": lambda p, x: x.reshape(p["shape"]), "permute": lambda p, x: x.permute(*p["permutation"]),

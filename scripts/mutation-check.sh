@@ -30,6 +30,9 @@ softmax-x1.0001|Sources/DMD2Core/Backend/CPUBackend+Norm.swift||for j in 0..<col
 softmax-drop-dot|Sources/DMD2Core/Backend/CPUBackend+Norm.swift||for j in 0..<cols { out[j] = yr[j] * (gr[j] - d) }|for j in 0..<cols { out[j] = yr[j] * gr[j] }|--op softmax
 groupnorm-dgamma-x1.0001|Sources/DMD2Core/Backend/CPUBackend+Norm.swift||dGamma?[c] = T(sg); dBeta?[c] = T(sb)|dGamma?[c] = T(sg * 1.0001); dBeta?[c] = T(sb)|--op groupNorm
 groupnorm-drop-mean|Sources/DMD2Core/Backend/CPUBackend+Norm.swift||dxs[row + l] = r * (dys[row + l] * gam - mG - xh * mGX)|dxs[row + l] = r * (dys[row + l] * gam - xh * mGX)|--op groupNorm
+gnsilu-dshift-x1.0001|Sources/DMD2Core/Backend/CPUBackend+Norm.swift||dShift[nc] = S(sDz); dScale[nc] = S(sDzXh)|dShift[nc] = S(sDz * 1.0001); dScale[nc] = S(sDzXh)|--op groupNormSiLU
+gnsilu-drop-mean|Sources/DMD2Core/Backend/CPUBackend+Norm.swift||store(vr * (lanes(UnsafePointer(dx + row), i, L) * vs - mG - xh * mGX), dx + row, i, L)|store(vr * (lanes(UnsafePointer(dx + row), i, L) * vs - xh * mGX), dx + row, i, L)|--op groupNormSiLU
+conv-dw-transposed|Sources/DMD2Ops/Conv2D.swift||shape: [K, O], permutation: [1, 0], UnsafeMutableBufferPointer(start: dws, count: K * O))|shape: [O, K], permutation: [1, 0], UnsafeMutableBufferPointer(start: dws, count: K * O))|--op conv2d
 conv-bias-wrong-axis|Sources/DMD2Ops/Conv2D.swift||? dY.reshaped([N * O, L]).sum(axis: 1).reshaped([N, O]).sum(axis: 0) : nil|? dY.reshaped([N * O, L]).sum(axis: 1).reshaped([O, N]).sum(axis: 1) : nil|--op conv2d
 conv-col2im-padding|Sources/DMD2Core/Backend/CPUBackend+Conv.swift|static func col2imKernel|let h = i * s + u - p|let h = i * s + u - p + 1|--op conv2d
 attention-transposed-gemm|Sources/DMD2Ops/Attention.swift||Compute.backend.gemm(transA: false, transB: true, m: d, n: L, k: L, alpha: scale,|Compute.backend.gemm(transA: false, transB: false, m: d, n: L, k: L, alpha: scale,|--op attention

@@ -1,7 +1,10 @@
 // `dmd2`: seconds per DMD2 iteration on the small presets, split by phase, with peak memory;
 // the Swift side of reference/bench_dmd2.py.
 //
-// Cases NAME = <preset>-<batch>: cpu64Tiny-8, cpu64Tiny-16, cpu64Small-8. Networks G, μ_real,
+// Cases NAME = <preset>-<batch>: cpu64Tiny-8, cpu64Tiny-16, cpu64Small-8 (the default list), and
+// imagenet64-2: the full ImageNet-64 network (G, μ_real, μ_fake at 295.9 M parameters each, the
+// GAN head, AdamW moments for G, μ_fake and the head) at batch 2 — run it on request only, with
+// `--warmup 0 --repeats 1` (one generator and one critic-only iteration, minutes). Networks G, μ_real,
 // μ_fake are copies of one randomly initialised teacher with non-zero output layers (so every
 // phase does its real work); the GAN head is fresh. Real images are uniform in [−1, 1].
 //
@@ -22,7 +25,9 @@ import DMD2Train
 import EDM
 import Foundation
 
-let dmd2Cases = ["cpu64Tiny-8", "cpu64Tiny-16", "cpu64Small-8"]
+let dmd2Cases = ["cpu64Tiny-8", "cpu64Tiny-16", "cpu64Small-8", "imagenet64-2"]
+/// What `dmd2` runs without `--case`.
+let dmd2DefaultCases = ["cpu64Tiny-8", "cpu64Tiny-16", "cpu64Small-8"]
 let dmd2Phases = ["g_forward", "dm_forwards", "gan_generator", "g_backward", "critic", "optimizer"]
 
 /// One case's figures (both implementations print one such JSON object).
@@ -41,7 +46,7 @@ struct DMD2CaseResult: Codable {
 }
 
 /// Run one case in this process and print its JSON line.
-func runDMD2Case(_ name: String, repeats: Int) {
+func runDMD2Case(_ name: String, repeats: Int, warmup: Int) {
     let parts = name.split(separator: "-").map(String.init)
     guard dmd2Cases.contains(name), parts.count == 2, let preset = UNetConfig.presets[parts[0]], let batch = Int(parts[1]) else {
         fail("unknown dmd2 case '\(name)' (cases: \(dmd2Cases.joined(separator: ", ")))")
@@ -95,8 +100,10 @@ func runDMD2Case(_ name: String, repeats: Int) {
         _ = optimizers.apply(updateGenerator: false)
     }
 
-    _ = generatorIteration()                                  // warm-up
-    criticIteration()
+    for _ in 0..<warmup {                                     // warm-up
+        _ = generatorIteration()
+        criticIteration()
+    }
     var phaseRuns: [String: [Double]] = [:], generatorRuns: [Double] = [], criticRuns: [Double] = []
     for _ in 0..<repeats {
         let t = generatorIteration()
@@ -115,23 +122,25 @@ func runDMD2Case(_ name: String, repeats: Int) {
 
 /// Every case (or `only`), Swift then PyTorch, one process each; a side-by-side table.
 func runDMD2Suite(_ settings: RunSettings, threads: Int, python: String?, only: [String]?) {
-    let cases = only ?? dmd2Cases
+    let cases = only ?? dmd2DefaultCases
     let me = CommandLine.arguments[0]
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../../reference/bench_dmd2.py").standardizedFileURL.path
     let torch = python.flatMap { p in FileManager.default.fileExists(atPath: script) ? p : nil }
     print("""
-        == dmd2: one DMD2 iteration, phase by phase, one process per case (median of \(settings.repeats) after 1 warm-up)
+        == dmd2: one DMD2 iteration, phase by phase, one process per case (median of \(settings.repeats) after \(settings.warmup) warm-up)
            Swift: this executable `dmd2 --child --case NAME`; PyTorch: \(torch.map { "\($0) reference/bench_dmd2.py --case NAME --json" } ?? "skipped")
            ms; generator iteration = sum of its phases; TTUR-5 = (generator + 4 critic-only)/5; peak MiB = VmHWM / ru_maxrss
         """)
     var table = Table(["case", "side"] + dmd2Phases + ["gen iter", "critic iter", "TTUR-5 iter", "img/s", "peak MiB"])
     var ratios: [(String, Double)] = []
     for name in cases {
-        let swift = runChild(me, ["dmd2", "--child", "--case", name, "--threads", "\(threads)", "--repeats", "\(settings.repeats)"],
+        let swift = runChild(me, ["dmd2", "--child", "--case", name, "--threads", "\(threads)", "--repeats", "\(settings.repeats)",
+                                     "--warmup", "\(settings.warmup)"],
                              as: DMD2CaseResult.self)
         let py = torch.flatMap { p in
-            runChild("/usr/bin/env", [p, script, "--case", name, "--threads", "\(threads)", "--repeats", "\(settings.repeats)", "--json"],
+            runChild("/usr/bin/env", [p, script, "--case", name, "--threads", "\(threads)", "--repeats", "\(settings.repeats)",
+                                                 "--warmup", "\(settings.warmup)", "--json"],
                      as: DMD2CaseResult.self)
         }
         for (side, r) in [("swift", swift), ("torch", py)] {

@@ -37,7 +37,8 @@ struct EDMCaseResult: Codable {
 /// A /proc/self/status field in MiB ("VmHWM", "VmRSS").
 func procStatusMiB(_ field: String) -> Double {
     for line in readProcFile("/proc/self/status").split(separator: "\n") where line.hasPrefix(field + ":") {
-        let kB = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Double($0) }
+        // "VmHWM:\t  473840 kB", but "VmHWM:\t12457316 kB" from 10⁷ kB on: split on tabs too.
+        let kB = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Double($0) }
         return (kB ?? 0) / 1024
     }
     return 0

@@ -164,7 +164,7 @@ if options.suite == "edm", options.isChild, let cases = options.edmCases, cases.
     exit(0)
 }
 if options.suite == "dmd2", options.isChild, let cases = options.edmCases, cases.count == 1 {
-    runDMD2Case(cases[0], repeats: options.settings.repeats)
+    runDMD2Case(cases[0], repeats: options.settings.repeats, warmup: options.settings.warmup)
     exit(0)
 }
 

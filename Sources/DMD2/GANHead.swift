@@ -90,9 +90,9 @@ public struct GANHead<T: TensorScalar> {
                      "GANHead: features \(s), expected [N, \(Cb), \(R), \(R)] (the critic's encoder bottleneck at 8×8)")
         let p = { (name: String) in parameters["cls_pred_branch.\(name)"] }
         var h = conv2d(features, weight: p("0.weight"), bias: p("0.bias"), stride: 2, padding: 1)     // [N, Cb, 4, 4]
-        h = silu(groupNorm(h, groups: groups, weight: p("1.weight"), bias: p("1.bias")))
+        h = groupNormSiLU(h, groups: groups, weight: p("1.weight"), bias: p("1.bias"))
         h = conv2d(h, weight: p("3.weight"), bias: p("3.bias"), stride: 4, padding: 0)               // [N, Cb, 1, 1]
-        h = silu(groupNorm(h, groups: groups, weight: p("4.weight"), bias: p("4.bias")))
+        h = groupNormSiLU(h, groups: groups, weight: p("4.weight"), bias: p("4.bias"))
         h = conv2d(h, weight: p("6.weight"), bias: p("6.bias"), padding: 0)                          // [N, 1, 1, 1]
         return reshape(h, [s[0]])
     }

@@ -69,6 +69,53 @@ public func groupNorm<T>(
     }
 }
 
+/// SiLU(GroupNorm(x)·scale + shift) with a scale and shift per sample and channel, in one fused
+/// primitive (`groupNormSiLU`; its backward `groupNormSiLUBackward`).
+///
+/// Equals `silu(groupNorm(x, groups:, weight: nil, bias: nil) * scale[N, C, 1…] + shift[N, C, 1…])`
+/// up to rounding — that composition is what the fused kernels are checked against. `x` is
+/// [N, C, …]; `scale` and `shift` are [N, C]. Differentiable in x, scale and shift.
+public func groupNormSiLU<T>(
+    _ x: Variable<T>, groups: Int, scale: Variable<T>, shift: Variable<T>, eps: T = 1e-5
+) -> Variable<T> {
+    let shape = x.shape
+    precondition(shape.count >= 2, "groupNormSiLU: input must be [N, C, …], got \(shape)")
+    let N = shape[0], C = shape[1], L = shape[2...].reduce(1, *)
+    precondition(groups >= 1 && C % groups == 0, "groupNormSiLU: \(C) channels of \(shape) do not split into \(groups) groups")
+    precondition(scale.shape == [N, C] && shift.shape == [N, C],
+                 "groupNormSiLU: scale \(scale.shape) and shift \(shift.shape) for input \(shape), expected [\(N), \(C)] each")
+    let G = groups
+    let forward = Tensor<T>.withBuffers(reading: [x.value, scale.value, shift.value], writing: [shape, [N * G], [N * G]]) { i, o in
+        Compute.backend.groupNormSiLU(i[0]!, N: N, C: C, L: L, groups: G, eps: eps, scale: i[1]!, shift: i[2]!,
+                                      o[0], mean: o[1], rstd: o[2])
+    }
+    let (mean, rstd) = (forward[1], forward[2])
+    return Variable.record("groupNormSiLU", forward[0], parents: [x, scale, shift]) { dY, needed in
+        let backward = Tensor<T>.withBuffers(reading: [x.value, dY, scale.value, shift.value, mean, rstd],
+                                             writing: [shape, [N, C], [N, C]]) { i, o in
+            Compute.backend.groupNormSiLUBackward(i[0]!, i[1]!, N: N, C: C, L: L, groups: G, scale: i[2]!, shift: i[3]!,
+                                                  mean: i[4]!, rstd: i[5]!, o[0], dScale: o[1], dShift: o[2])
+        }
+        return [needed[0] ? backward[0] : nil, needed[1] ? backward[1] : nil, needed[2] ? backward[2] : nil]
+    }
+}
+
+/// SiLU(GroupNorm(x) with γ, β), fused: `silu(groupNorm(x, groups:, weight:, bias:))` up to
+/// rounding. The per-channel γ [C] and β [C] (nil: 1 and 0) become the fused primitive's
+/// per-sample scale and shift [N, C]; their gradients are summed back over the samples.
+public func groupNormSiLU<T>(
+    _ x: Variable<T>, groups: Int, weight: Variable<T>?, bias: Variable<T>?, eps: T = 1e-5
+) -> Variable<T> {
+    precondition(x.value.rank >= 2, "groupNormSiLU: input must be [N, C, …], got \(x.shape)")
+    let N = x.shape[0], C = x.shape[1]
+    if let weight { precondition(weight.shape == [C], "groupNormSiLU: weight \(weight.shape) for input \(x.shape), expected [\(C)]") }
+    if let bias { precondition(bias.shape == [C], "groupNormSiLU: bias \(bias.shape) for input \(x.shape), expected [\(C)]") }
+    let ones = Variable(Tensor<T>.ones([N, 1]))
+    let scale = weight.map { reshape($0, [1, C]) * ones } ?? Variable(Tensor<T>.ones([N, C]))
+    let shift = bias.map { reshape($0, [1, C]) * ones } ?? Variable(Tensor<T>.zeros([N, C]))
+    return groupNormSiLU(x, groups: groups, scale: scale, shift: shift, eps: eps)
+}
+
 // MARK: Scalar formulas (the `groupNorm` and `groupNormBackward` primitives)
 
 extension Formula {

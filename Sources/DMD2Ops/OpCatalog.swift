@@ -16,7 +16,7 @@ public enum OpCatalog {
         // Convolution and resampling (Conv2D.swift, Resample.swift)
         "conv2d", "avgPool2x2", "upsampleNearest2x",
         // Normalisation and attention (GroupNorm.swift, Softmax.swift, Attention.swift)
-        "groupNorm", "softmax", "attention",
+        "groupNorm", "groupNormSiLU", "softmax", "attention",
         // Shapes and channels (Shape.swift, Channels.swift)
         "reshape", "permute", "concat", "slice",
         // Embedding, dropout, numerics (Embedding.swift, Dropout.swift, NanToNum.swift)

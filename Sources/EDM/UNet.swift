@@ -64,8 +64,8 @@ public struct UNet<T: TensorScalar> {
             h = step.block(h, emb: emb, parameters: parameters, dropout: dropout)
         }
         let p = { (name: String) in parameters["model.\(name)"] }
-        h = silu(groupNorm(h, groups: admGroupCount(channels: layout.outputChannels),
-                           weight: p("out_norm.weight"), bias: p("out_norm.bias")))
+        h = groupNormSiLU(h, groups: admGroupCount(channels: layout.outputChannels),
+                          weight: p("out_norm.weight"), bias: p("out_norm.bias"))
         return conv2d(h, weight: p("out_conv.weight"), bias: p("out_conv.bias"), padding: 1)
     }
 

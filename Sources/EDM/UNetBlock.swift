@@ -5,7 +5,7 @@
 //   x [N, Cin, H', W'], emb [N, E]
 //   h = conv0(resample(SiLU(norm0(x))))                       [N, Cout, H, W]   3×3, pad 1
 //   (scale, shift) = split(affine(emb))                      [N, Cout] each     Linear E → 2·Cout
-//   h = SiLU(shift + norm1(h)·(scale + 1))
+//   h = SiLU(shift + norm1(h)·(scale + 1))                    GroupNorm + SiLU fused (groupNormSiLU)
 //   h = conv1(dropout(h))                                    3×3, zero-initialised
 //   h = h + skip(x)     skip = identity | resample | [resample then] 1×1 conv (when Cin ≠ Cout)
 //   with attention (heads of Cout/heads channels):
@@ -68,16 +68,18 @@ extension UNetBlockSpec {
         let p = { (suffix: String) in parameters[self.key(suffix)] }
         let N = x.shape[0], C = outChannels
 
-        // Main path: norm0 → SiLU → resample → conv0.
-        var h = silu(groupNorm(x, groups: admGroupCount(channels: inChannels),
-                               weight: p("norm0.weight"), bias: p("norm0.bias")))
+        // Main path: norm0 → SiLU → resample → conv0 (GroupNorm and SiLU in one fused op).
+        var h = groupNormSiLU(x, groups: admGroupCount(channels: inChannels),
+                              weight: p("norm0.weight"), bias: p("norm0.bias"))
         h = conv2d(resampled(h), weight: p("conv0.weight"), bias: p("conv0.bias"), padding: 1)
 
-        // Embedding → per-channel scale and shift: h = SiLU(shift + norm1(h)·(scale + 1)).
-        let params = reshape(linear(emb, weight: p("affine.weight"), bias: p("affine.bias")), [N, 2 * C, 1, 1])
-        let scale = slice(params, axis: 1, range: 0 ..< C), shift = slice(params, axis: 1, range: C ..< 2 * C)
-        h = groupNorm(h, groups: admGroupCount(channels: C), weight: p("norm1.weight"), bias: p("norm1.bias"))
-        h = silu(shift + h * (scale + T(1)))
+        // Embedding → per-channel scale and shift: h = SiLU(shift + norm1(h)·(scale + 1)), with
+        // norm1(h) = x̂·γ + β: one fused GroupNorm + SiLU whose per-(n, c) affine is
+        // γ·(1 + scale) and β·(1 + scale) + shift (computed on [N, C], not on the activation).
+        let params = reshape(linear(emb, weight: p("affine.weight"), bias: p("affine.bias")), [N, 2 * C])
+        let scale = slice(params, axis: 1, range: 0 ..< C) + T(1), shift = slice(params, axis: 1, range: C ..< 2 * C)
+        let gamma = reshape(p("norm1.weight"), [1, C]), beta = reshape(p("norm1.bias"), [1, C])
+        h = groupNormSiLU(h, groups: admGroupCount(channels: C), scale: gamma * scale, shift: beta * scale + shift)
 
         if let dropout, dropout.p > 0 {
             h = DMD2Ops.dropout(h, mask: dropout.mask(block: name, shape: h.shape), p: dropout.p)

@@ -234,6 +234,74 @@ public final class ReferenceBackend: Backend {
         }
     }
 
+    // MARK: GroupNorm + per-(n, c) affine + SiLU (FusedPrimitives), from the scalar formulas
+
+    public func groupNormSiLU<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int, eps: T,
+        scale: UnsafeBufferPointer<T>, shift: UnsafeBufferPointer<T>,
+        _ y: UnsafeMutableBufferPointer<T>, mean: UnsafeMutableBufferPointer<T>, rstd: UnsafeMutableBufferPointer<T>
+    ) {
+        let Cg = C / G, M = Cg * L
+        for n in 0..<N {
+            for g in 0..<G {
+                let base = (n * C + g * Cg) * L
+                let (mu, r) = Formula.groupNormStatistics(UnsafeBufferPointer(rebasing: x[base..<(base + M)]), eps: eps)
+                mean[n * G + g] = mu
+                rstd[n * G + g] = r
+                for cc in 0..<Cg {
+                    let nc = n * C + g * Cg + cc
+                    for l in 0..<L {
+                        let i = base + cc * L + l
+                        y[i] = Formula.silu(Formula.groupNormOutput(x[i], mean: mu, rstd: r, gamma: scale[nc], beta: shift[nc]))
+                    }
+                }
+            }
+        }
+    }
+
+    public func groupNormSiLUBackward<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dy: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int,
+        scale: UnsafeBufferPointer<T>, shift: UnsafeBufferPointer<T>,
+        mean: UnsafeBufferPointer<T>, rstd: UnsafeBufferPointer<T>,
+        _ dx: UnsafeMutableBufferPointer<T>, dScale: UnsafeMutableBufferPointer<T>, dShift: UnsafeMutableBufferPointer<T>
+    ) {
+        let Cg = C / G, M = T(Cg * L)
+        for n in 0..<N {
+            for g in 0..<G {
+                let mu = mean[n * G + g], r = rstd[n * G + g]
+                // dz = SiLU'(z)·dy with z = x̂·scale + shift; the group's mean(ĝ), mean(ĝ·x̂), ĝ = scale·dz.
+                func dz(_ i: Int, _ nc: Int) -> T {
+                    Formula.siluBackward(Formula.groupNormOutput(x[i], mean: mu, rstd: r, gamma: scale[nc], beta: shift[nc]), dy[i])
+                }
+                var meanG: T = 0, meanGX: T = 0
+                for cc in 0..<Cg {
+                    let nc = n * C + g * Cg + cc
+                    var sDz: T = 0, sDzXh: T = 0
+                    for l in 0..<L {
+                        let i = nc * L + l
+                        let d = dz(i, nc), xh = (x[i] - mu) * r
+                        sDz += d
+                        sDzXh += d * xh
+                        meanG += scale[nc] * d
+                        meanGX += scale[nc] * d * xh
+                    }
+                    dShift[nc] = sDz
+                    dScale[nc] = sDzXh
+                }
+                meanG /= M
+                meanGX /= M
+                for cc in 0..<Cg {
+                    let nc = n * C + g * Cg + cc
+                    for l in 0..<L {
+                        let i = nc * L + l
+                        dx[i] = Formula.groupNormInputGradient(gHat: scale[nc] * dz(i, nc), xHat: (x[i] - mu) * r,
+                                                               meanG: meanG, meanGX: meanGX, rstd: r)
+                    }
+                }
+            }
+        }
+    }
+
     // MARK: Softmax
 
     public func softmaxRows<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, rows: Int, cols: Int, _ y: UnsafeMutableBufferPointer<T>) {

@@ -665,6 +665,43 @@ extension ShadowBackend {
         }
     }
 
+    public func groupNormSiLU<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int, eps: T,
+        scale: UnsafeBufferPointer<T>, shift: UnsafeBufferPointer<T>,
+        _ y: UnsafeMutableBufferPointer<T>, mean: UnsafeMutableBufferPointer<T>, rstd: UnsafeMutableBufferPointer<T>
+    ) {
+        let sizes = Tolerance.Sizes(N: N, C: C, L: L, groups: G)
+        shadow("groupNormSiLU", "N \(N), C \(C), L \(L), groups \(G), eps \(eps)", T.self) { call in
+            let xr = call.input("x", x), sr = call.input("scale", scale), hr = call.input("shift", shift)
+            let yr = call.output("y", y, shape: [N, C, L], Self.rule("groupNormSiLU", "y", sizes))
+            let mr = call.output("mean", mean, shape: [N, G], Self.rule("groupNormSiLU", "mean", sizes))
+            let rr = call.output("rstd", rstd, shape: [N, G], Self.rule("groupNormSiLU", "rstd", sizes))
+            return ({ self.candidate.groupNormSiLU(x, N: N, C: C, L: L, groups: G, eps: eps, scale: scale, shift: shift, y, mean: mean, rstd: rstd) },
+                    { self.reference.groupNormSiLU(xr, N: N, C: C, L: L, groups: G, eps: eps, scale: sr, shift: hr, yr, mean: mr, rstd: rr) })
+        }
+    }
+
+    public func groupNormSiLUBackward<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dy: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int,
+        scale: UnsafeBufferPointer<T>, shift: UnsafeBufferPointer<T>,
+        mean: UnsafeBufferPointer<T>, rstd: UnsafeBufferPointer<T>,
+        _ dx: UnsafeMutableBufferPointer<T>, dScale: UnsafeMutableBufferPointer<T>, dShift: UnsafeMutableBufferPointer<T>
+    ) {
+        let sizes = Tolerance.Sizes(N: N, C: C, L: L, groups: G)
+        shadow("groupNormSiLUBackward", "N \(N), C \(C), L \(L), groups \(G)", T.self) { call in
+            let xr = call.input("x", x), dyr = call.input("dy", dy)
+            let sr = call.input("scale", scale), hr = call.input("shift", shift)
+            let mr = call.input("mean", mean), rr = call.input("rstd", rstd)
+            let dxr = call.output("dx", dx, shape: [N, C, L], Self.rule("groupNormSiLUBackward", "dx", sizes))
+            let dsr = call.output("dScale", dScale, shape: [N, C], Self.rule("groupNormSiLUBackward", "dScale", sizes))
+            let dhr = call.output("dShift", dShift, shape: [N, C], Self.rule("groupNormSiLUBackward", "dShift", sizes))
+            return ({ self.candidate.groupNormSiLUBackward(x, dy, N: N, C: C, L: L, groups: G, scale: scale, shift: shift,
+                                                           mean: mean, rstd: rstd, dx, dScale: dScale, dShift: dShift) },
+                    { self.reference.groupNormSiLUBackward(xr, dyr, N: N, C: C, L: L, groups: G, scale: sr, shift: hr,
+                                                           mean: mr, rstd: rr, dxr, dScale: dsr, dShift: dhr) })
+        }
+    }
+
     public func softmaxRows<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, rows: Int, cols: Int, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("softmaxRows", "rows \(rows), cols \(cols)", T.self) { call in
             let xr = call.input("x", x)

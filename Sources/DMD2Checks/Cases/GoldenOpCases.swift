@@ -117,6 +117,11 @@ extension GoldenCases {
         let labels = [2, 0, 4]
         file("softmaxCrossEntropy", [opCase("c0", parameters: ["labels": labels], inputs: [("logits", randn([3, 5], next(), std: 2))],
                                             reductionLength: 15, seed: next()) { softmaxCrossEntropy(logits: $0[0], labels: labels) }])
+        // Last, so the cases above keep their seeds.
+        file("groupNormSiLU", [opCase("c0", parameters: ["groups": 4, "eps": 1e-5],
+                                      inputs: [("x", randn([2, 8, 3, 3], next(), std: 2, shift: 0.5)), ("scale", randn([2, 8], next(), std: 0.6, shift: 0.5)),
+                                               ("shift", randn([2, 8], next(), std: 0.8))],
+                                      reductionLength: 18, seed: next()) { groupNormSiLU($0[0], groups: 4, scale: $0[1], shift: $0[2], eps: 1e-5) }])
         return files
     }
 }

@@ -3,11 +3,34 @@ import DMD2Ops
 
 /// Gradient checks for GroupNorm.swift, Softmax.swift and Attention.swift.
 public enum NormCases {
-    public static var all: [OpCase] { groupNormCases + softmaxCases + attentionCases }
+    public static var all: [OpCase] { groupNormCases + groupNormSiLUCases + softmaxCases + attentionCases }
 
     // GroupNorm: groups 1, 2 and C, with and without the affine, ranks 3 and 4. Inputs have a
     // non-zero mean and non-unit scale so the normalisation does something; groups hold ≥ 4
     // values so the variance is well away from 0.
+    // GroupNorm + per-(n, c) affine + SiLU, fused: groups 1, 2 and C, ranks 3 and 4, scales of
+    // both signs and shifts that move z across SiLU's bend; and the γ/β form ADM's blocks use.
+    public static var groupNormSiLUCases: [OpCase] {
+        var cases: [OpCase] = []
+        let configs: [(shape: [Int], groups: Int)] = [([2, 4, 2, 2], 2), ([2, 4, 3], 1), ([1, 4, 3, 2], 4), ([2, 6, 5], 3)]
+        for (k, cfg) in configs.enumerated() {
+            let N = cfg.shape[0], C = cfg.shape[1], G = cfg.groups
+            let x = randn(cfg.shape, seed: 140 + UInt64(k), scale: 2, shift: 0.5)
+            let scale = randn([N, C], seed: 150 + UInt64(k), scale: 0.6, shift: 0.5)
+            let shift = randn([N, C], seed: 160 + UInt64(k), scale: 0.8)
+            let reduction = C / G * cfg.shape[2...].reduce(1, *)
+            cases.append(OpCase("groupNormSiLU", "\(cfg.shape) G=\(G)", inputs: [x, scale, shift], reductionLength: reduction,
+                                double: { groupNormSiLU($0[0], groups: G, scale: $0[1], shift: $0[2]) },
+                                float: { groupNormSiLU($0[0], groups: G, scale: $0[1], shift: $0[2]) }))
+        }
+        let x = randn([2, 4, 2, 2], seed: 170, scale: 2, shift: 0.5)
+        let w = randn([4], seed: 171, scale: 0.3, shift: 1), b = randn([4], seed: 172, scale: 0.3)
+        cases.append(OpCase("groupNormSiLU", "[2, 4, 2, 2] G=2 weight, bias", inputs: [x, w, b], reductionLength: 8,
+                            double: { groupNormSiLU($0[0], groups: 2, weight: $0[1], bias: $0[2]) },
+                            float: { groupNormSiLU($0[0], groups: 2, weight: $0[1], bias: $0[2]) }))
+        return cases
+    }
+
     public static var groupNormCases: [OpCase] {
         var cases: [OpCase] = []
         let configs: [(shape: [Int], groups: Int, affine: Bool)] = [

@@ -173,6 +173,25 @@ extension GoldenCases {
             name: "c0", parameters: normParams, inputs: [("x", gx), ("dy", gdy), ("gamma", gamma), ("mean", mean), ("rstd", rstd)],
             outputs: [("dx", gdx), ("dGamma", dGamma), ("dBeta", dBeta)], reductionLength: Tolerance.K("groupNormBackward", normSizes))]))
 
+        // GroupNorm + per-(n, c) affine + SiLU: the same x and sizes, scale and shift [N, C].
+        // Seeds off the shared sequence, so every other golden file keeps its inputs.
+        let fScale = randn([gN, gC], seed &+ 7001, std: 0.6, shift: 0.5), fShift = randn([gN, gC], seed &+ 7002, std: 0.8)
+        let fused = Tensor<Double>.withBuffers(reading: [gx, fScale, fShift], writing: [[gN, gC, gL], [gN, gG], [gN, gG]]) { i, o in
+            b.groupNormSiLU(i[0]!, N: gN, C: gC, L: gL, groups: gG, eps: 1e-5, scale: i[1]!, shift: i[2]!, o[0], mean: o[1], rstd: o[2])
+        }
+        files.append(("groupNormSiLU", [GoldenCase(name: "c0", parameters: normParams, inputs: [("x", gx), ("scale", fScale), ("shift", fShift)],
+                                                   outputs: [("y", fused[0]), ("mean", fused[1]), ("rstd", fused[2])],
+                                                   reductionLength: Tolerance.K("groupNormSiLU", normSizes))]))
+        let fusedBackward = Tensor<Double>.withBuffers(reading: [gx, gdy, fScale, fShift, fused[1], fused[2]], writing: [[gN, gC, gL], [gN, gC], [gN, gC]]) { i, o in
+            b.groupNormSiLUBackward(i[0]!, i[1]!, N: gN, C: gC, L: gL, groups: gG, scale: i[2]!, shift: i[3]!, mean: i[4]!, rstd: i[5]!,
+                                    o[0], dScale: o[1], dShift: o[2])
+        }
+        files.append(("groupNormSiLUBackward", [GoldenCase(
+            name: "c0", parameters: normParams,
+            inputs: [("x", gx), ("dy", gdy), ("scale", fScale), ("shift", fShift), ("mean", fused[1]), ("rstd", fused[2])],
+            outputs: [("dx", fusedBackward[0]), ("dScale", fusedBackward[1]), ("dShift", fusedBackward[2])],
+            reductionLength: Tolerance.K("groupNormSiLUBackward", normSizes))]))
+
         let (rows, cols) = (3, 300)
         let sx2 = randn([rows, cols], next(), std: 3)
         let sy = filled([rows, cols]) { y in sx2.withUnsafeBufferPointer { b.softmaxRows($0, rows: rows, cols: cols, y) } }

@@ -24,7 +24,7 @@ public struct PrimitiveCase: @unchecked Sendable {
 public enum PrimitiveCases {
     /// Every case, in primitive order.
     public static var all: [PrimitiveCase] {
-        gemm + elementwise + reductions + layout + conv + resampling + norm + softmax
+        gemm + elementwise + reductions + layout + conv + resampling + norm + fusedNorm + softmax
     }
 
     // MARK: Inputs
@@ -418,6 +418,50 @@ public enum PrimitiveCases {
                     return type == Double.self ? go(Double.self) : go(Float.self)
                 }))
             }
+        }
+        return cases
+    }
+
+    // MARK: GroupNorm + per-(n, c) affine + SiLU (fused)
+
+    public static var fusedNorm: [PrimitiveCase] {
+        // (N, C, L, G): one element, tails of the eight-lane loops (L 5, 3, 13), a long group.
+        let geometries: [(Int, Int, Int, Int)] = [(1, 4, 1, 1), (2, 4, 5, 2), (2, 6, 3, 3), (1, 8, 300, 2), (3, 4, 13, 4)]
+        var cases: [PrimitiveCase] = []
+        for (i, (N, C, L, G)) in geometries.enumerated() {
+            let sizes = Tolerance.Sizes(N: N, C: C, L: L, groups: G), seed = 8500 + 10 * UInt64(i)
+            let label = "N \(N) C \(C) L \(L) G \(G)"
+            // Scales around 1 of either sign, shifts that move z across SiLU's bend.
+            let xd = values(N * C * L, seed: seed, std: 2, shift: 0.7)
+            let scaleD = values(N * C, seed: seed + 1, std: 0.6, shift: 0.5), shiftD = values(N * C, seed: seed + 2, std: 0.8)
+            cases.append(PrimitiveCase(primitive: "groupNormSiLU", label: label, reductionLength: Tolerance.K("groupNormSiLU", sizes), run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let inputs = [xd, scaleD, shiftD].map { Tensor<T>(shape: [$0.count], scalars: $0.map { T($0) }) }
+                    let out = Tensor<T>.withBuffers(reading: inputs, writing: [[N, C, L], [N, G], [N, G]]) { i, o in
+                        backend.groupNormSiLU(i[0]!, N: N, C: C, L: L, groups: G, eps: T(1e-5), scale: i[1]!, shift: i[2]!,
+                                              o[0], mean: o[1], rstd: o[2])
+                    }
+                    return out.map { widen($0.scalars, $0.shape) }
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+            cases.append(PrimitiveCase(primitive: "groupNormSiLUBackward", label: label, reductionLength: Tolerance.K("groupNormSiLUBackward", sizes), run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    // The statistics, computed in Double and rounded through Float: inputs like any other.
+                    let stats = Tensor<Double>.withBuffers(reading: [Tensor(shape: [xd.count], scalars: xd)], writing: [[N * C * L], [N * G], [N * G]]) { i, o in
+                        ReferenceBackend().groupNorm(i[0]!, N: N, C: C, L: L, groups: G, eps: 1e-5, gamma: nil, beta: nil, o[0], mean: o[1], rstd: o[2])
+                    }
+                    let rounded = stats[1...].map { $0.scalars.map { Double(Float($0)) } }
+                    let inputs = [xd, values(N * C * L, seed: seed + 3), scaleD, shiftD, rounded[0], rounded[1]]
+                        .map { Tensor<T>(shape: [$0.count], scalars: $0.map { T($0) }) }
+                    let out = Tensor<T>.withBuffers(reading: inputs, writing: [[N, C, L], [N, C], [N, C]]) { i, o in
+                        backend.groupNormSiLUBackward(i[0]!, i[1]!, N: N, C: C, L: L, groups: G, scale: i[2]!, shift: i[3]!,
+                                                      mean: i[4]!, rstd: i[5]!, o[0], dScale: o[1], dShift: o[2])
+                    }
+                    return out.map { widen($0.scalars, $0.shape) }
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
         }
         return cases
     }

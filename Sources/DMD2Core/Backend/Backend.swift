@@ -12,7 +12,7 @@ import Synchronization
 /// A complete compute backend: every primitive family.
 public protocol Backend: AnyObject, Sendable,
     GEMMPrimitives, ElementwisePrimitives, ReductionPrimitives, LayoutPrimitives,
-    ConvPrimitives, ResamplePrimitives, NormPrimitives, SoftmaxPrimitives
+    ConvPrimitives, ResamplePrimitives, NormPrimitives, SoftmaxPrimitives, FusedPrimitives
 {
     /// A short name ("cpu", "reference", "cuda") used in reports.
     var name: String { get }
@@ -148,6 +148,87 @@ public protocol NormPrimitives {
         gamma: UnsafeBufferPointer<T>?, mean: UnsafeBufferPointer<T>, rstd: UnsafeBufferPointer<T>,
         _ dx: UnsafeMutableBufferPointer<T>,
         dGamma: UnsafeMutableBufferPointer<T>?, dBeta: UnsafeMutableBufferPointer<T>?)
+}
+
+// MARK: - Fusions
+
+/// Compositions of the primitives above done in one pass over memory. Each names the unfused
+/// composition it must equal (up to rounding); that composition is the default implementation
+/// (below), so a backend that does not fuse still runs them. The CPU backend fuses; the
+/// reference backend implements the scalar formulas directly; the shadow checks both.
+public protocol FusedPrimitives {
+    /// GroupNorm without its own affine, then an affine per (sample, channel), then SiLU:
+    /// y = SiLU(z), z = x̂·scale[n, c] + shift[n, c], x̂ = (x − μ_{n,g})·rstd_{n,g} over x viewed as
+    /// [N, C, L] with G contiguous channel groups (μ, rstd as `groupNorm` computes and writes them).
+    /// Unfused: `groupNorm(x, γ = nil, β = nil)` → `binary(.mul, ·, scale broadcast over L)` →
+    /// `binary(.add, ·, shift broadcast over L)` → `unary(.silu)`. ADM's blocks use it twice:
+    /// SiLU(norm0(x)) (scale = γ, shift = β for every sample) and SiLU(t + norm1(h)·(1 + s))
+    /// (scale = γ·(1 + s), shift = β·(1 + s) + t). `scale`, `shift` are [N·C].
+    func groupNormSiLU<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int, eps: T,
+        scale: UnsafeBufferPointer<T>, shift: UnsafeBufferPointer<T>,
+        _ y: UnsafeMutableBufferPointer<T>, mean: UnsafeMutableBufferPointer<T>, rstd: UnsafeMutableBufferPointer<T>)
+    /// Vector-Jacobian product of `groupNormSiLU` for upstream dy, with z recomputed from x:
+    /// dz = `siluBackward`(z, dy); dShift[n, c] = Σ_l dz; dScale[n, c] = Σ_l dz·x̂;
+    /// dx = `groupNormBackward`(x, dz·scale, γ = nil). Overwrites dx, dScale, dShift ([N·C]).
+    func groupNormSiLUBackward<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dy: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int,
+        scale: UnsafeBufferPointer<T>, shift: UnsafeBufferPointer<T>,
+        mean: UnsafeBufferPointer<T>, rstd: UnsafeBufferPointer<T>,
+        _ dx: UnsafeMutableBufferPointer<T>, dScale: UnsafeMutableBufferPointer<T>, dShift: UnsafeMutableBufferPointer<T>)
+}
+
+extension FusedPrimitives where Self: ElementwisePrimitives & ReductionPrimitives & LayoutPrimitives & NormPrimitives {
+    /// The unfused composition (what a backend without its own fusion runs).
+    public func groupNormSiLU<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int, eps: T,
+        scale: UnsafeBufferPointer<T>, shift: UnsafeBufferPointer<T>,
+        _ y: UnsafeMutableBufferPointer<T>, mean: UnsafeMutableBufferPointer<T>, rstd: UnsafeMutableBufferPointer<T>
+    ) {
+        let count = N * C * L
+        let xHat = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
+        let wide = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
+        defer { xHat.deallocate(); wide.deallocate() }
+        groupNorm(x, N: N, C: C, L: L, groups: G, eps: eps, gamma: nil, beta: nil, xHat, mean: mean, rstd: rstd)
+        broadcast(scale, shape: [N * C, 1], to: [N * C, L], wide)
+        binary(.mul, UnsafeBufferPointer(xHat), UnsafeBufferPointer(wide), y)
+        broadcast(shift, shape: [N * C, 1], to: [N * C, L], wide)
+        binary(.add, UnsafeBufferPointer(y), UnsafeBufferPointer(wide), xHat)
+        unary(.silu, UnsafeBufferPointer(xHat), y)
+    }
+
+    /// The unfused composition of the VJP.
+    public func groupNormSiLUBackward<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dy: UnsafeBufferPointer<T>, N: Int, C: Int, L: Int, groups G: Int,
+        scale: UnsafeBufferPointer<T>, shift: UnsafeBufferPointer<T>,
+        mean: UnsafeBufferPointer<T>, rstd: UnsafeBufferPointer<T>,
+        _ dx: UnsafeMutableBufferPointer<T>, dScale: UnsafeMutableBufferPointer<T>, dShift: UnsafeMutableBufferPointer<T>
+    ) {
+        let count = N * C * L
+        let xHat = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
+        let z = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
+        let wide = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
+        defer { xHat.deallocate(); z.deallocate(); wide.deallocate() }
+        // x̂ = (x − μ)·rstd per group with the forward's statistics, then z as the forward has it.
+        let M = (C / G) * L
+        for ng in 0..<(N * G) {
+            let range = (ng * M)..<((ng + 1) * M)
+            affine(UnsafeBufferPointer(rebasing: x[range]), scale: rstd[ng], shift: -mean[ng] * rstd[ng],
+                   UnsafeMutableBufferPointer(rebasing: xHat[range]))
+        }
+        broadcast(scale, shape: [N * C, 1], to: [N * C, L], wide)
+        binary(.mul, UnsafeBufferPointer(xHat), UnsafeBufferPointer(wide), z)
+        broadcast(shift, shape: [N * C, 1], to: [N * C, L], wide)
+        binary(.add, UnsafeBufferPointer(z), UnsafeBufferPointer(wide), z)
+        binary(.siluBackward, UnsafeBufferPointer(z), dy, z)                       // z ← dz
+        sumAxis(UnsafeBufferPointer(z), outer: N * C, reduced: L, inner: 1, dShift)
+        binary(.mul, UnsafeBufferPointer(z), UnsafeBufferPointer(xHat), xHat)     // x̂ ← dz·x̂
+        sumAxis(UnsafeBufferPointer(xHat), outer: N * C, reduced: L, inner: 1, dScale)
+        broadcast(scale, shape: [N * C, 1], to: [N * C, L], wide)
+        binary(.mul, UnsafeBufferPointer(z), UnsafeBufferPointer(wide), z)          // z ← ĝ = dz·scale
+        groupNormBackward(x, UnsafeBufferPointer(z), N: N, C: C, L: L, groups: G, gamma: nil, mean: mean, rstd: rstd,
+                          dx, dGamma: nil, dBeta: nil)
+    }
 }
 
 // MARK: - Softmax

@@ -441,6 +441,10 @@ public final class CPUBackend: Backend {
                 let dst = ys + row * innerN
                 if innerStride == 1 {
                     dst.update(from: xs + src, count: innerN)
+                } else if innerStride == 0 {
+                    // A broadcast along the last axis (a conv bias over its output columns): one
+                    // vectorised fill instead of a scalar load and store per element.
+                    dst.update(repeating: xs[src], count: innerN)
                 } else {
                     for j in 0..<innerN { dst[j] = xs[src + j * innerStride] }
                 }
