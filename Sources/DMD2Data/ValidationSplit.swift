@@ -7,9 +7,11 @@
 //   per class c with n_c training images:  q_c = min(⌊5000 / K⌋, ⌊n_c / 12⌋)
 //   (K = the dataset's classes; an unlabelled set is one class with ⌊5000 / 1⌋)
 //
-// and the q_c images of class c are the first q_c of a Fisher–Yates permutation of that class's
-// indices (in dataset order), drawn from one `RandomGenerator(seed: ValidationSplit.seed)` class
-// after class (classes in label order, unlabelled last). On Fashion-MNIST (60,000 training images,
+// and the q_c images of class c are that class's LAST q_c images in dataset order. (Prepared sets
+// are not sorted within a class, so the last ones are as good a sample as any; and a run capped
+// with `--max-items` — the first images of each class in turn — never reads them: the teacher
+// run that started before this split existed, `--max-items 55000`, trained on exactly the other
+// 55,000.) On Fashion-MNIST (60,000 training images,
 // 6,000 per class) that is 500 per class, 5,000 images; training reads the other 55,000. A set
 // with fewer than 12 images per class holds none out (the tests' tiny sets train on everything).
 //
@@ -24,9 +26,6 @@ public struct ValidationSplit: Sendable, Equatable {
     public static let total = 5000
     /// At most 1 in this many images of a class is held out.
     public static let fractionDenominator = 12
-    /// The seed of the per-class permutations.
-    public static let seed: UInt64 = 0x76_61_6C     // "val"
-
     /// Sorted indices of the validation images in the training set.
     public let validation: [Int]
     /// Sorted indices of the images training reads (the complement).
@@ -42,18 +41,12 @@ public struct ValidationSplit: Sendable, Equatable {
         var groups: [Int: [Int]] = [:]
         for (i, label) in labels.enumerated() { groups[label, default: []].append(i) }
         let perClassCap = Self.total / Swift.max(classCount, 1)
-        var generator = RandomGenerator(seed: Self.seed)
         var held: [Int] = []
         // Classes in label order; the unlabelled group (−1) last.
         for label in groups.keys.sorted(by: { ($0 < 0 ? Int.max : $0) < ($1 < 0 ? Int.max : $1) }) {
-            var members = groups[label]!
+            let members = groups[label]!
             let q = Swift.min(perClassCap, members.count / Self.fractionDenominator)
-            // The first q places of a Fisher–Yates permutation (drawn from the front).
-            for i in 0..<q {
-                let j = i + DataLoader.bounded(members.count - i, using: &generator)
-                members.swapAt(i, j)
-            }
-            held += members.prefix(q)
+            held += members.suffix(q)
         }
         held.sort()
         validation = held
