@@ -186,14 +186,15 @@ struct TrainTeacher: ParsableCommand {
     /// network's channel count; a resumed run from before the validation split reads it all (the note says so).
     func openDataset() throws -> (any ImageDataset, String?) {
         let readChannels: Int
-        var runDataset: String?
+        var runDataset: String?, runMaxItems: Int?
         if resume, let folder = TeacherCheckpoint.latest(in: URL(fileURLWithPath: out)) {
             let manifest = try TeacherCheckpoint.manifest(at: folder)
             readChannels = manifest.config.network.inChannels
             runDataset = manifest.dataset
+            runMaxItems = manifest.config.maxItems
         } else {
             readChannels = channels ?? UNetConfig.presets[preset ?? "cpu64Tiny"]!.inChannels
         }
-        return try openTrainingData(data, format: dataFormat, channels: readChannels, resumedRun: runDataset)
+        return try openTrainingData(data, format: dataFormat, channels: readChannels, resumedRun: runDataset, maxItems: runMaxItems)
     }
 }
