@@ -139,6 +139,26 @@ public struct ZipLayout: Sendable {
     /// The file members (folder entries left out), in central-directory order.
     public var files: [ZipEntry] { entries.filter(\.isFile) }
 
+    /// The pickle of a PyTorch zip (torch.save or TorchScript): its one `data.pkl` member at the
+    /// top or one folder down, the folder prefix ("archive/", or "" at the top), and its bytes
+    /// (CRC-checked), and those bytes run through the restricted pickle reader. `kind` names the file type in the
+    /// error when there is not exactly one such member.
+    public func torchPickle(kind: String) throws -> (entry: ZipEntry, prefix: String, data: Data, root: PickleValue) {
+        let pickles = files.filter { $0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl") }
+            .filter { !$0.path.dropLast("data.pkl".count).dropLast().contains("/") }
+        guard pickles.count == 1 else {
+            throw DataError(file: url, "expected one '<name>/data.pkl' member, found \(pickles.count): not a \(kind) file?")
+        }
+        let entry = pickles[0]
+        let data = try ZipMembers.data(entry, layout: self, archiveName: url.path)
+        do {
+            var reader = PickleReader(data)
+            return (entry, String(entry.path.dropLast("data.pkl".count)), data, try reader.run())
+        } catch let error as PickleError {
+            throw DataError(file: url, entry: entry.path, error.description)
+        }
+    }
+
     /// The file member at `path`, if there is one.
     public func entry(_ path: String) -> ZipEntry? {
         guard let range = dataRanges[path] else { return nil }

@@ -32,21 +32,9 @@ public final class TorchStateDict {
         do { layout = try ZipLayout(url: url) } catch let error as DataError {
             throw error.entry != nil ? error : DataError(file: url, "not a readable zip: torch.save files (PyTorch ≥ 1.6) are zips; an older or truncated file? (\(error.reason))")
         }
-        let pickles = layout.files.filter { $0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl") }
-            .filter { !$0.path.dropLast("data.pkl".count).dropLast().contains("/") }
-        guard pickles.count == 1 else {
-            throw DataError(file: url, "expected one '<name>/data.pkl' member, found \(pickles.count): not a torch.save file?")
-        }
-        let entry = pickles[0]
-        prefix = String(entry.path.dropLast("data.pkl".count))
-        let data = try ZipMembers.data(entry, layout: layout, archiveName: url.path)
-        var root: PickleValue
-        do {
-            var reader = PickleReader(data)
-            root = try reader.run()
-        } catch let error as PickleError {
-            throw DataError(file: url, entry: entry.path, error.description)
-        }
+        let (entry, prefix, data, pickled) = try layout.torchPickle(kind: "torch.save")
+        self.prefix = prefix
+        var root = pickled
         // Unwrap {'state_dict': {...}} and the like until the values are tensors.
         var path: [String] = []
         while true {

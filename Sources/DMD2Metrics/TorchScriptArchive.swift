@@ -31,20 +31,8 @@ public final class TorchScriptArchive {
         do { layout = try ZipLayout(url: url) } catch let error as DataError {
             throw error.entry != nil ? error : DataError(file: url, "not a readable zip (TorchScript files are zips): \(error.reason)")
         }
-        let pickles = layout.files.filter { $0.path == "data.pkl" || $0.path.hasSuffix("/data.pkl") }
-        guard pickles.count == 1 else {
-            throw DataError(file: url, "expected one '<archive>/data.pkl' member, found \(pickles.count): not a TorchScript file?")
-        }
-        let entry = pickles[0]
-        prefix = String(entry.path.dropLast("data.pkl".count))
-        let data = try ZipMembers.data(entry, layout: layout, archiveName: url.path)
-        let root: PickleValue
-        do {
-            var reader = PickleReader(data)
-            root = try reader.run()
-        } catch let error as PickleError {
-            throw DataError(file: url, entry: entry.path, error.description)
-        }
+        let (entry, prefix, _, root) = try layout.torchPickle(kind: "TorchScript")
+        self.prefix = prefix
         guard case .object = root else {
             throw DataError(file: url, entry: entry.path, "the pickle holds \(root.kind), not a module object")
         }
