@@ -1,6 +1,8 @@
 // `dmd2 convert` without Python (issue 16, part 6): DMD2 `.bin` files written by torch.save
 // (reference/make_convert_fixtures.py) convert to exactly what reference/convert_dmd2_bin.py
-// writes (edm_tiny_from_bin.safetensors), and malformed ones are refused with clear errors.
+// writes (edm_tiny_from_bin.safetensors), EDM `.pkl` snapshots (reference/make_edm_pkl_fixtures.py)
+// to exactly what reference/convert_edm_pkl.py writes (snapshot_expected.safetensors), and
+// malformed ones are refused with clear errors.
 import DMD2Core
 import DMD2Data
 @testable import EDM
@@ -101,6 +103,68 @@ final class ConvertTests: XCTestCase {
         }
         XCTAssertThrowsError(try bad.tensor(name, as: Float.self) as Tensor<Float>) { error in
             XCTAssertTrue("\(error)".contains("tensor '\(name)'"), "\(error)")
+        }
+    }
+
+    // MARK: EDM network snapshots (.pkl)
+
+    private func snapshotFixture(_ name: String) throws -> URL {
+        try XCTUnwrap(Bundle.module.url(forResource: "Resources/convert/\(name)", withExtension: "pkl"),
+                      "Tests/EDMTests/Resources/convert/\(name).pkl is missing (reference/make_edm_pkl_fixtures.py)")
+    }
+
+    func testPklConvertsBitForBitLikeThePythonConverter() throws {
+        var notes: [String] = []
+        let (file, config) = try EDMPickleConverter.convert(try snapshotFixture("snapshot")) { notes.append($0) }
+        // Structure from the shapes, dropout 0.10 and label dropout 0.1 from what the pickle records.
+        var want = tinyConfig
+        want.labelDropout = 0.1
+        XCTAssertEqual(config, want)
+        XCTAssertTrue(notes.contains { $0.contains("'ema': EDMPrecond with 149 state-dict tensors") }, "\(notes)")
+        XCTAssertTrue(notes.contains("dropout 0.1 (from the pickle), label dropout 0.1 (from the pickle)"), "\(notes)")
+        let expected = try SafeTensorsFile(contentsOf: XCTUnwrap(Bundle.module.url(forResource: "Resources/convert/snapshot_expected",
+                                                                                   withExtension: "safetensors")))
+        XCTAssertEqual(Set(file.tensors.keys), Set(expected.tensors.keys))
+        for (name, record) in expected.tensors {
+            XCTAssertEqual(file.tensors[name], record, "\(name) differs from convert_edm_pkl.py's output")
+        }
+        let decode = { (json: String?) in try JSONDecoder().decode(UNetConfig.self, from: Data((json ?? "").utf8)) }
+        XCTAssertEqual(try decode(file.metadata["config"]), try decode(expected.metadata["config"]))
+        XCTAssertEqual(try decode(file.metadata["config"]), want)
+        XCTAssertEqual(file.metadata["source"], "snapshot.pkl")
+        // The same weights as the tiny network's other conversions, and it loads as a network.
+        for (name, record) in try reference().tensors { XCTAssertEqual(file.tensors[name], record, name) }
+        let loaded: LoadedCheckpoint<Float> = try EDMCheckpoint.load(file)
+        XCTAssertEqual(loaded.net.config, want)
+    }
+
+    func testPklGivenDropoutReplacesTheRecordedOne() throws {
+        let (_, config) = try EDMPickleConverter.convert(try snapshotFixture("snapshot"), dropout: 0.2, labelDropout: 0)
+        XCTAssertEqual(config.dropout, 0.2)
+        XCTAssertEqual(config.labelDropout, 0)
+        XCTAssertThrowsError(try EDMPickleConverter.convert(try snapshotFixture("snapshot"), entry: "generator")) { error in
+            XCTAssertTrue("\(error)".contains("no 'generator' entry; entries: ema, loss_fn, augment_pipe, dataset_kwargs"), "\(error)")
+        }
+    }
+
+    func testPklUnknownGlobalIsRefusedAndNothingRuns() throws {
+        XCTAssertThrowsError(try EDMPickleConverter.convert(try snapshotFixture("snapshot_evil_global"))) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("refusing global posix.system at byte"), text)
+            XCTAssertTrue(text.contains("snapshot_evil_global.pkl"), "names the file: \(text)")
+        }
+    }
+
+    func testPklTruncatedAndBadStorageAreRefused() throws {
+        XCTAssertThrowsError(try EDMPickleConverter.convert(try snapshotFixture("snapshot_truncated"))) { error in
+            XCTAssertTrue("\(error)".contains("snapshot_truncated.pkl: truncated pickle"), "\(error)")
+        }
+        XCTAssertThrowsError(try EDMPickleConverter.convert(try snapshotFixture("snapshot_bad_storage"))) { error in
+            XCTAssertTrue("\(error)".contains("inconsistent storage sizes: the persistent id says 32 elements, the data's count 33"), "\(error)")
+        }
+        // A DMD2 .bin is not a snapshot, and says so.
+        XCTAssertThrowsError(try EDMPickleConverter.convert(try convertFixture("prefixed"))) { error in
+            XCTAssertTrue("\(error)".contains("a zip, not a plain pickle"), "\(error)")
         }
     }
 }
