@@ -106,6 +106,25 @@ final class ConvertTests: XCTestCase {
         }
     }
 
+    /// F16 ↔ BF16 relabels cannot be seen in the bytes (2 bytes per value either way, every bit
+    /// pattern a number in both); a whole file relabelled is caught by its resample filters,
+    /// which must decode to 0.25 (docs/DATA.md).
+    func testHalfRelabelledBFloat16IsCaughtByTheResampleFilters() throws {
+        var half = SafeTensorsFile(metadata: try reference().metadata)
+        for (name, record) in try reference().tensors { half.tensors[name] = try SafeTensor(float16: try record.floats(), shape: record.shape) }
+        XCTAssertNoThrow(try EDMCheckpoint.load(half, as: Float.self), "the F16 file itself loads")
+        for (from, to) in [(SafeTensorsDType.F16, SafeTensorsDType.BF16), (.BF16, .F16)] {
+            var relabelled = half
+            for (name, record) in half.tensors {
+                let source = from == .F16 ? record : try SafeTensor(bfloat16: try record.floats(), shape: record.shape)
+                relabelled.tensors[name] = try SafeTensor(dtype: to, shape: source.shape, bytes: source.bytes)
+            }
+            XCTAssertThrowsError(try EDMCheckpoint.load(relabelled, as: Float.self), "\(from) relabelled \(to)") { error in
+                XCTAssertTrue("\(error)".contains("resample_filter") && "\(error)".contains("a resample filter is 0.25"), "\(error)")
+            }
+        }
+    }
+
     // MARK: EDM network snapshots (.pkl)
 
     private func snapshotFixture(_ name: String) throws -> URL {
