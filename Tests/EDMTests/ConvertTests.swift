@@ -186,4 +186,34 @@ final class ConvertTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("a zip, not a plain pickle"), "\(error)")
         }
     }
+
+    /// What EDM records must agree with the weights and with itself: snapshot.pkl with one
+    /// recorded value changed in place (the first occurrence of each pattern: the UNet's
+    /// attn_resolutions kwarg, the first block's dropout attribute, the network's sigma_data).
+    func testPklRecordsThatDisagreeAreRefused() throws {
+        let good = [UInt8](try Data(contentsOf: try snapshotFixture("snapshot")))
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("dmd2-pkl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func float(_ d: Double) -> [UInt8] { [0x47] + (0..<8).map { UInt8(truncatingIfNeeded: d.bitPattern >> (56 - 8 * UInt64($0))) } }
+        func key(_ k: String) -> [UInt8] { [0x8C, UInt8(k.utf8.count)] + Array(k.utf8) + [0x94] }
+        let cases: [(pattern: [UInt8], replacement: [UInt8], error: String)] = [
+            (key("attn_resolutions") + [0x5D, 0x94, 0x4B, 0x04], key("attn_resolutions") + [0x5D, 0x94, 0x4B, 0x08],
+             "'model' records attn_resolutions = 8, the weights say 4"),
+            (float(0.1), float(0.2), "the pickle records dropout = 0.1 (init kwargs of 'model') and 0.2 (block 'model.enc.8x8_block0')"),
+            (key("sigma_data") + float(0.5), key("sigma_data") + float(1.0), "sigma_data = 1.0; our preconditioning uses 0.5"),
+        ]
+        for (n, c) in cases.enumerated() {
+            guard let at = (0...(good.count - c.pattern.count)).first(where: { good[$0..<($0 + c.pattern.count)].elementsEqual(c.pattern) }) else {
+                XCTFail("pattern \(n) not in snapshot.pkl"); continue
+            }
+            var bad = good
+            bad.replaceSubrange(at..<(at + c.pattern.count), with: c.replacement)
+            let url = folder.appendingPathComponent("case\(n).pkl")
+            try Data(bad).write(to: url)
+            XCTAssertThrowsError(try EDMPickleConverter.convert(url)) { error in
+                XCTAssertTrue("\(error)".contains(c.error), "case \(n): \(error)")
+            }
+        }
+    }
 }
