@@ -69,58 +69,13 @@ public final class TorchStateDict {
     public func floats(_ name: String, _ t: PickleTensor) throws -> [Float] {
         let path = prefix + "data/" + t.storageKey
         guard let entry = layout.entry(path) else { throw DataError(file: url, entry: path, "tensor '\(name)': missing storage member") }
-        let itemSize: Int
-        switch t.dtype {
-        case "float32": itemSize = 4
-        case "float16", "bfloat16": itemSize = 2
-        case "float64": itemSize = 8
-        default: throw DataError(file: url, entry: path, "tensor '\(name)': dtype \(t.dtype) is not a floating-point type")
-        }
-        let (needed, overflow) = UInt64(max(0, t.storageCount)).multipliedReportingOverflow(by: UInt64(itemSize))
-        guard t.storageCount >= 0, !overflow, needed == entry.uncompressedSize else {
-            throw DataError(file: url, entry: path,
-                            "tensor '\(name)': a storage of \(t.storageCount) \(t.dtype) values does not fit the member's \(entry.uncompressedSize) bytes")
-        }
-        guard t.shape.allSatisfy({ $0 >= 0 }), t.strides.allSatisfy({ $0 >= 0 }), t.offset >= 0 else {
-            throw DataError(file: url, entry: path, "tensor '\(name)': negative size, stride or offset")
-        }
-        var count = 1, last = t.offset
-        for (n, s) in zip(t.shape, t.strides) {
-            let (c, o1) = count.multipliedReportingOverflow(by: n)
-            let (reach, o2) = (n == 0 ? 0 : n - 1).multipliedReportingOverflow(by: s)
-            let (l, o3) = last.addingReportingOverflow(reach)
-            guard !o1, !o2, !o3 else { throw DataError(file: url, entry: path, "tensor '\(name)': shape \(t.shape) overflows") }
-            count = c
-            last = l
-        }
-        guard count == 0 || last < t.storageCount else {
-            throw DataError(file: url, entry: path,
-                            "tensor '\(name)': view offset \(t.offset), shape \(t.shape), strides \(t.strides) reaches outside its storage of \(t.storageCount)")
-        }
+        let itemSize: Int, count: Int
+        do {
+            itemSize = try t.floatItemSize(name)
+            try t.checkStorage(name, itemSize: itemSize, byteCount: entry.uncompressedSize)
+            count = try t.checkView(name)
+        } catch let error as PickleError { throw DataError(file: url, entry: path, error.description) }
         let bytes = [UInt8](try ZipMembers.data(entry, layout: layout, archiveName: url.path))
-        func value(_ i: Int) -> Float {
-            let o = i * itemSize
-            switch itemSize {
-            case 4:
-                return Float(bitPattern: UInt32(bytes[o]) | UInt32(bytes[o + 1]) << 8 | UInt32(bytes[o + 2]) << 16 | UInt32(bytes[o + 3]) << 24)
-            case 8:
-                var v: UInt64 = 0
-                for k in 0..<8 { v |= UInt64(bytes[o + k]) << (8 * UInt64(k)) }
-                return Float(Double(bitPattern: v))
-            default:
-                let h = UInt16(bytes[o]) | UInt16(bytes[o + 1]) << 8
-                return t.dtype == "bfloat16" ? Float(bitPattern: UInt32(h) << 16) : Float(Float16(bitPattern: h))
-            }
-        }
-        var out = [Float](repeating: 0, count: count)
-        var index = [Int](repeating: 0, count: t.shape.count)
-        for i in 0..<count {
-            var source = t.offset
-            for (k, ik) in index.enumerated() { source += ik * t.strides[k] }
-            out[i] = value(source)
-            var k = index.count - 1
-            while k >= 0 { index[k] += 1; if index[k] < t.shape[k] { break }; index[k] = 0; k -= 1 }
-        }
-        return out
+        return t.gatherFloats(bytes[...], itemSize: itemSize, count: count)
     }
 }

@@ -75,7 +75,18 @@ public enum DMD2BinConverter {
                                labelDropout: Double = 0, report: (String) -> Void = { _ in }) throws -> (file: SafeTensorsFile, config: UNetConfig) {
         let state = try TorchStateDict(url: url)
         if !state.nestedUnder.isEmpty { report("using the nested dict under '\(state.nestedUnder.joined(separator: "."))'") }
-        let names = state.tensors.map(\.name)
+        let (chosen, ours) = try selectNetwork(state.tensors, prefix: prefix, report: report)
+        let config = try UNetConfig.infer(fromShapes: ours.tensors.mapValues(\.shape), dropout: dropout, labelDropout: labelDropout)
+        let file = try checkpointFile(config: config, prefix: chosen, network: ours, ignoreUnknown: ignoreUnknown, source: url,
+                                      values: state.floats, report: report)
+        return (file, config)
+    }
+
+    /// The tensors of one network: those under `prefix` (or the one prefix before `anchor`),
+    /// renamed `model.…`, and the names of the others.
+    static func selectNetwork(_ tensors: [(name: String, tensor: PickleTensor)], prefix: String?, report: (String) -> Void) throws
+        -> (prefix: String, network: (tensors: [String: PickleTensor], outside: [String])) {
+        let names = tensors.map(\.name)
         let chosen: String
         if let prefix {
             guard names.contains(prefix + anchor) else { throw ConversionError("--prefix '\(prefix)': no key '\(prefix)\(anchor)'") }
@@ -88,16 +99,25 @@ public enum DMD2BinConverter {
             chosen = found[0]
         }
         var ours: [String: PickleTensor] = [:], outside: [String] = []
-        for (name, tensor) in state.tensors {
+        for (name, tensor) in tensors {
             if name.hasPrefix(chosen) { ours["model." + name.dropFirst(chosen.count)] = tensor } else { outside.append(name) }
         }
-        report("\(state.tensors.count) tensors; prefix '\(chosen)' → 'model.' for \(ours.count) of them")
+        report("\(tensors.count) tensors; prefix '\(chosen)' → 'model.' for \(ours.count) of them")
         let narrow = Set(ours.values.map(\.dtype)).subtracting(["float32"]).sorted()
         if !narrow.isEmpty { report("widening \(narrow.joined(separator: ", ")) tensors to float32") }
-        let config = try UNetConfig.infer(fromShapes: ours.mapValues(\.shape), dropout: dropout, labelDropout: labelDropout)
+        return (chosen, (ours, outside))
+    }
+
+    /// Our checkpoint file for `config` from the network's tensors: every entry of the config's
+    /// table with its shape, unknown keys refused unless `ignoreUnknown`, resample filters checked,
+    /// non-finite values refused.
+    static func checkpointFile(config: UNetConfig, prefix chosen: String, network: (tensors: [String: PickleTensor], outside: [String]),
+                               ignoreUnknown: Bool, source url: URL, values: (String, PickleTensor) throws -> [Float],
+                               report: (String) -> Void) throws -> SafeTensorsFile {
+        let ours = network.tensors
         let entries = UNetLayout(config).stateEntries
         let expected = Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0) })
-        let unknown = (outside + ours.keys.filter { expected[$0] == nil }).sorted()
+        let unknown = (network.outside + ours.keys.filter { expected[$0] == nil }).sorted()
         if !unknown.isEmpty {
             let list = unknown.prefix(30).joined(separator: ", ") + (unknown.count > 30 ? " …" : "")
             guard ignoreUnknown else { throw ConversionError("\(unknown.count) unknown keys: \(list) (pass --ignore-unknown to drop them)") }
@@ -116,7 +136,7 @@ public enum DMD2BinConverter {
             guard t.shape == entry.shape else {
                 throw ConversionError("'\(entry.name)' has shape \(t.shape), the inferred config expects \(entry.shape)")
             }
-            let values = try state.floats(entry.name, t)
+            let values = try values(entry.name, t)
             if !entry.isParameter, let bad = values.first(where: { $0 != 0.25 }) {
                 throw ConversionError("'\(entry.name)' holds \(bad); a resample filter is 0.25 everywhere (2×2 average)")
             }
@@ -125,6 +145,6 @@ public enum DMD2BinConverter {
             }
             file[entry.name] = try SafeTensor(values, shape: entry.shape)
         }
-        return (file, config)
+        return file
     }
 }

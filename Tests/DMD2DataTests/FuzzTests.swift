@@ -1,6 +1,7 @@
 // The fuzzers (Fuzz.swift) on every parser of user files: safetensors (whole files and the
 // JSON header alone), .npy headers, .npz / zip archives (NPZArchive, ImageNet64Dataset,
-// EDMDataset), PNG, pickles and torch.save zips. Each must return or throw a clear error.
+// EDMDataset), PNG, pickles, torch.save zips and EDM's network snapshots (plain pickles with
+// inlined legacy storages). Each must return or throw a clear error.
 import DMD2Core
 @testable import DMD2Data
 import Foundation
@@ -94,6 +95,22 @@ final class FuzzTests: XCTestCase {
         Fuzz.run("torch.save zip", seeds: [try bytes("torch/small_state.bin")], cases: Fuzz.cases(default: 1000)) { input in
             try viaFile("f.bin", input) { url in
                 let s = try TorchStateDict(url: url)
+                for (name, t) in s.tensors { _ = try? s.floats(name, t) }
+            }
+        }
+    }
+
+    func testEDMSnapshot() throws {
+        let seed = try bytes("torch/small_snapshot.pkl")
+        XCTAssertEqual(try EDMSnapshot(url: fixture("torch/small_snapshot.pkl")).tensors.count, 4)
+        // The reader alone (no file), then the whole snapshot reader with every tensor's values.
+        Fuzz.run("snapshot pickle", seeds: [seed], cases: Fuzz.cases(default: 2000)) { input in
+            var reader = PickleReader(bytes: input, dialect: .plainSnapshot)
+            _ = try reader.run()
+        }
+        Fuzz.run("edm snapshot", seeds: [seed], cases: Fuzz.cases(default: 1000)) { input in
+            try viaFile("f.pkl", input) { url in
+                let s = try EDMSnapshot(url: url)
                 for (name, t) in s.tensors { _ = try? s.floats(name, t) }
             }
         }
