@@ -140,6 +140,9 @@ struct Distill: ParsableCommand {
         } else {
             let loaded = try loadTeacher()
             let config = distillConfig(loaded.net.config, ranks: ranks)
+            // Before the trainer writes into the run folder (a batch that cannot fit leaves no files).
+            try SystemMemory.check(2 * Double(config.batchSize) * loaded.net.config.trainingBytesPerImageLowerBound,
+                                   for: "a distillation iteration of \(config.batchSize) images", option: "--batch")
             let dataset = config.readsRealImages ? try openDataset(channels: loaded.net.config.inChannels, resumedRun: nil).dataset : nil
             if realGuidance != nil && loaded.net.config.labelDropout == 0 {
                 notes.append("warning: --real-guidance with a teacher trained without label dropout: its unconditional prediction D_∅ was never trained")

@@ -71,6 +71,13 @@ struct TrainTeacher: ParsableCommand {
     func train(_ setup: DataParallelSetup?) throws {
         let runURL = URL(fileURLWithPath: out)
         let isRoot = (setup?.group.rank ?? 0) == 0
+        if !resume {
+            // Before anything touches the run folder: a batch that cannot fit leaves nothing behind.
+            // (The lower bound depends only on the network and the batch, not on the class count.)
+            let planned = trainingConfig(ranks: setup?.group.size ?? 1)
+            try SystemMemory.check(Double(planned.batchSize) * planned.network.trainingBytesPerImageLowerBound,
+                                   for: "a training step of \(planned.batchSize) images", option: "--batch")
+        }
         if isRoot {
             try RunFolder.checkWritable(runURL, what: "run folder (--out)")
             try RunFolderLock.checkUnlocked(runURL)                     // before reading the data

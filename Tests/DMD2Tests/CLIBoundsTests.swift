@@ -68,6 +68,8 @@ final class CLIBoundsTests: XCTestCase {
         try NPZWriter.writeImageNetStyle(images: images, labels: [0, 1, 0, 1], to: data.appendingPathComponent("Imagenet64_train_part1.npz"))
         let out = try refused(["train-teacher", "--data", "in64", "--channels", "3", "--batch", "100000000000", "--out", "r"])
         XCTAssertTrue(out.contains("a training step of 100000000000 images needs at least") && out.contains("lower --batch"), out)
+        // Refused before the run folder is created or locked: nothing is left behind.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("r").path), "run folder left behind")
     }
 
     /// A checkpoint that does not load is named once ("…from X: X: …" before); an output folder
