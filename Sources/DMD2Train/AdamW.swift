@@ -7,8 +7,12 @@
 //   m ← m + (g − m)·(1 − β₁)                             PyTorch's `exp_avg.lerp_(g, 1 − β₁)`
 //   v ← v·β₂ + (1 − β₂)·g·g                              `exp_avg_sq.mul_(β₂).addcmul_(g, g, 1 − β₂)`
 //   p ← p − (lr_t/(1 − β₁ᵏ))·m/(√v/√(1 − β₂ᵏ) + ε)      bias-corrected step, ε outside the root
-// Schedule (linear warm-up, then constant): at the optimiser's t-th `step()` call,
-//   lr_t = lr·min(1, t/W)     (W = warmUpSteps; W = 0: constant)
+// Schedule (linear warm-up, then constant, then an optional linear cool-down): at the
+// optimiser's t-th `step()` call,
+//   lr_t = lr·min(1, t/W)·c_t     (W = warmUpSteps; W = 0: constant)
+//   c_t = 1, or with a cool-down over steps S < t ≤ E: (E − t + 1)/(E − S), so the rate falls in
+//   equal steps from lr at t = S to lr/(E − S) at the last step E (the "stable, then decay"
+//   schedule; the weights stop moving noisily at a high rate before the run ends)
 // so the first step already moves (diffusers' "constant_with_warmup", used by DMD2, evaluates
 // the same ramp one step earlier, (t − 1)/W, and so makes a zero first step).
 //
@@ -45,15 +49,20 @@ public struct AdamWConfig: Codable, Equatable, Sendable {
     public var weightDecay: Double
     /// Steps of linear learning-rate warm-up (0: none).
     public var warmUpSteps: Int
+    /// A linear cool-down over the optimiser steps start < t ≤ end (nil: none; see the file header).
+    /// It is a schedule, like the run's length: a resumed run may add or move it, so a restored
+    /// state is not compared on it.
+    public var coolDown: LinearCoolDown?
 
     public init(learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8,
-                weightDecay: Double = 0.01, warmUpSteps: Int = 0) {
+                weightDecay: Double = 0.01, warmUpSteps: Int = 0, coolDown: LinearCoolDown? = nil) {
         self.learningRate = learningRate
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
         self.weightDecay = weightDecay
         self.warmUpSteps = warmUpSteps
+        self.coolDown = coolDown
     }
 
     /// Traps with the offending value if a hyper-parameter is out of range.
@@ -63,14 +72,42 @@ public struct AdamWConfig: Codable, Equatable, Sendable {
         precondition(eps > 0 && eps.isFinite, "AdamW: eps \(eps) must be finite and > 0")
         precondition(weightDecay >= 0 && weightDecay.isFinite, "AdamW: weight decay \(weightDecay) must be finite and ≥ 0")
         precondition(warmUpSteps >= 0, "AdamW: warm-up steps \(warmUpSteps) must be ≥ 0")
+        if let coolDown { precondition(coolDown.isValid, "AdamW: cool-down \(coolDown) must have 0 ≤ start < end") }
     }
 
-    /// lr_t at the t-th call of `step()` (t ≥ 1): lr·min(1, t/W).
+    /// lr_t at the t-th call of `step()` (t ≥ 1): lr·min(1, t/W)·c_t (the file header).
     public func learningRate(atStep t: Int) -> Double {
         precondition(t >= 1, "AdamWConfig.learningRate(atStep:): steps count from 1, got \(t)")
-        guard warmUpSteps > 0, t < warmUpSteps else { return learningRate }
-        return learningRate * Double(t) / Double(warmUpSteps)
+        var lr = learningRate
+        if warmUpSteps > 0, t < warmUpSteps { lr = learningRate * Double(t) / Double(warmUpSteps) }
+        if let coolDown { lr *= coolDown.factor(atStep: t) }
+        return lr
     }
+}
+
+/// A linear learning-rate cool-down over the optimiser steps start < t ≤ end: the factor
+/// c_t = (end − t + 1)/(end − start) there, 1 before, 0 after end.
+public struct LinearCoolDown: Codable, Equatable, Sendable, CustomStringConvertible {
+    public var start: Int
+    public var end: Int
+
+    public init(start: Int, end: Int) {
+        self.start = start
+        self.end = end
+    }
+
+    /// The cool-down over the last `steps` of a run of `total` steps.
+    public init(last steps: Int, of total: Int) { self.init(start: total - steps, end: total) }
+
+    public var isValid: Bool { start >= 0 && end > start }
+
+    public func factor(atStep t: Int) -> Double {
+        guard t > start else { return 1 }
+        guard t <= end else { return 0 }
+        return Double(end - t + 1) / Double(end - start)
+    }
+
+    public var description: String { "steps \(start + 1)…\(end)" }
 }
 
 /// AdamW over named parameters (see the file header for the update and the state format).
@@ -158,6 +195,8 @@ public final class AdamW<T: TensorScalar> {
         metadata["format"] = Self.format
         metadata["format_version"] = Self.formatVersion
         metadata["step"] = String(stepCount)
+        // For information only (a schedule, not compared on restore).
+        if let c = config.coolDown { metadata["cool_down"] = "\(c.start)-\(c.end)" }
         var file = SafeTensorsFile(metadata: metadata)
         for i in names.indices {
             file["\(names[i]).exp_avg"] = expAvg[i].safeTensor()

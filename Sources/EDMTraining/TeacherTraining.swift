@@ -74,11 +74,14 @@ public struct TeacherTrainingConfig: Codable, Equatable, Sendable {
     /// random stream, gradients averaged in shard order); nil or 1: the whole batch at once,
     /// one stream. Any number of ranks dividing S computes the same steps.
     public var shards: Int?
+    /// The learning rate falls linearly over the run's last this many steps (nil: constant after
+    /// the warm-up; AdamW.swift's schedule). Like `steps`, it may be set or changed on resume.
+    public var coolDownSteps: Int?
 
     public init(network: UNetConfig, batchSize: Int, optimizer: AdamWConfig, ema: EMASchedule?, steps: Int,
                 checkpointInterval: Int, keepCheckpoints: Int = 3, seed: UInt64, xflip: Bool = false,
                 maxGradNorm: Double? = nil, pMean: Double = -1.2, pStd: Double = 1.2, sigmaData: Double = 0.5,
-                maxItems: Int? = nil, shards: Int? = nil) {
+                maxItems: Int? = nil, shards: Int? = nil, coolDownSteps: Int? = nil) {
         self.network = network
         self.batchSize = batchSize
         self.optimizer = optimizer
@@ -94,6 +97,14 @@ public struct TeacherTrainingConfig: Codable, Equatable, Sendable {
         self.sigmaData = sigmaData
         self.maxItems = maxItems
         self.shards = shards
+        self.coolDownSteps = coolDownSteps
+    }
+
+    /// The optimiser's settings with the run's cool-down over its last `coolDownSteps` steps.
+    public var optimizerSchedule: AdamWConfig {
+        var o = optimizer
+        o.coolDown = coolDownSteps.map { LinearCoolDown(last: $0, of: steps) }
+        return o
     }
 
     /// S (1 without sharding).
@@ -113,6 +124,9 @@ public struct TeacherTrainingConfig: Codable, Equatable, Sendable {
         }
         if let maxGradNorm, !(maxGradNorm > 0 && maxGradNorm.isFinite) { throw fail("max gradient norm \(maxGradNorm) must be finite and > 0") }
         if let maxItems, maxItems <= 0 { throw fail("max items \(maxItems) must be positive") }
+        if let coolDownSteps, !(1...steps).contains(coolDownSteps) {
+            throw fail("cool-down of \(coolDownSteps) steps must lie in 1…\(steps) (the run's steps)")
+        }
         if let shards {
             guard shards >= 1, batchSize % shards == 0 else { throw fail("batch size \(batchSize) cannot be cut into \(shards) equal shards") }
         }
@@ -339,7 +353,7 @@ public final class TeacherTrainer<T: TensorScalar> {
         self.runDirectory = runDirectory
         self.denoiser = Denoiser(net: net, sigmaData: config.sigmaData)
         self.optimizer = AdamW(parameters: Array(zip(net.parameters.names, net.parameters.variables)).map { ($0, $1) },
-                               config: config.optimizer)
+                               config: config.optimizerSchedule)
         self.ema = config.ema.map { EMA(net.parameters.variables, schedule: $0) }
         self.loader = DataLoader(dataset: dataset, batchSize: config.batchSize, seed: loaderSeed, xflip: config.xflip,
                                  maxItems: config.maxItems)
@@ -365,7 +379,7 @@ public final class TeacherTrainer<T: TensorScalar> {
     /// `steps`) is a `changedSettings` error naming each. The log is cut back to the checkpoint's step.
     /// With `dataParallel`, every rank reads the checkpoint; only rank 0 locks the folder (any
     /// rank count dividing the run's shard count S resumes it, bitwise as it would have gone on).
-    public init(resuming runDirectory: URL, dataset: any ImageDataset, steps: Int? = nil,
+    public init(resuming runDirectory: URL, dataset: any ImageDataset, steps: Int? = nil, coolDownSteps: Int? = nil,
                 expecting settings: TeacherTrainingConfig? = nil, dataParallel: DataParallelSetup? = nil,
                 report: @escaping (String) -> Void = { _ in }) throws {
         func noCheckpoint() -> TeacherTrainingError {
@@ -380,14 +394,24 @@ public final class TeacherTrainer<T: TensorScalar> {
             throw TeacherTrainingError.badCheckpoint("\(folder.path): trained in \(manifest.dtype), resumed in \(T.dtypeTag)")
         }
         if let settings {
-            let changes = SettingChange.between(manifest.config, settings, ignoring: ["steps"])
+            let changes = SettingChange.between(manifest.config, settings, ignoring: ["steps", "coolDownSteps"])
             if !changes.isEmpty { throw TeacherTrainingError.changedSettings(changes) }
         }
         var config = manifest.config
         if let steps { config.steps = steps }
+        if let coolDownSteps { config.coolDownSteps = coolDownSteps }
         try config.validate(in: T.self)
         guard config.steps >= manifest.step else {
             throw TeacherTrainingError.badConfig("the run is at step \(manifest.step); steps \(config.steps) would end before it")
+        }
+        // A cool-down added or moved on resume starts at the checkpoint or later: the steps already
+        // taken keep the rate they had, so the run stays what a run with it from the start is.
+        let before = manifest.config.optimizerSchedule.coolDown, after = config.optimizerSchedule.coolDown
+        if let before, after != before, before.start < manifest.step {
+            throw TeacherTrainingError.badConfig("the run is in its cool-down (since step \(before.start + 1)); it cannot be moved or extended at step \(manifest.step)")
+        }
+        if let after, after != before, after.start < manifest.step {
+            throw TeacherTrainingError.badConfig("a cool-down of \(config.coolDownSteps!) steps would lower the rate from step \(after.start + 1), but the run has already taken \(manifest.step) steps; lengthen the run (--steps) or shorten the cool-down")
         }
         try Self.checkDataset(dataset, config.network)
         let parallel = try Self.makeParallel(dataParallel, config)
@@ -401,7 +425,7 @@ public final class TeacherTrainer<T: TensorScalar> {
         }
         let net = loaded.net
         let optimizer = AdamW(parameters: Array(zip(net.parameters.names, net.parameters.variables)).map { ($0, $1) },
-                              config: config.optimizer)
+                              config: config.optimizerSchedule)
         let optimizerURL = folder.appendingPathComponent(TeacherCheckpoint.optimizerName)
         do { try optimizer.restore(from: optimizerURL) } catch {
             throw TeacherTrainingError.badCheckpoint("\(optimizerURL.path): \(error)")

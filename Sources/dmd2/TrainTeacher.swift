@@ -29,6 +29,8 @@ struct TrainTeacher: ParsableCommand {
     var labelDropout: Double?
     @Option(name: .long, parsing: .unconditional, help: "Training steps in all, ≥ 1 (default 2000; on --resume: the run's own).")
     var steps: Int?
+    @Option(name: .long, parsing: .unconditional, help: "Cool the learning rate down linearly over the run's last N steps (to lr/N at the last step; default: constant after the warm-up). May be added on --resume, starting at the checkpoint or later.")
+    var coolDown: Int?
     @Option(name: .long, parsing: .unconditional, help: "EMA half-life in images (EDM: 500000, the default), limited by the ramp-up.")
     var emaHalfLife: Double?
     @Option(name: .long, parsing: .unconditional, help: "EMA ramp-up ratio: the half-life is at most this fraction of the images seen (EDM: 0.05, the default; 0: none).")
@@ -48,7 +50,7 @@ struct TrainTeacher: ParsableCommand {
         "network.outChannels": "--channels", "batchSize": "--batch", "optimizer.learningRate": "--lr",
         "optimizer.warmUpSteps": "--warm-up", "optimizer.weightDecay": "--weight-decay", "maxGradNorm": "--clip",
         "ema": "--ema-half-life/--ema-ramp-up/--no-ema", "xflip": "--xflip", "maxItems": "--max-items",
-        "checkpointInterval": "--checkpoint-every", "keepCheckpoints": "--keep", "seed": "--seed", "shards": "--shards",
+        "coolDownSteps": "--cool-down", "checkpointInterval": "--checkpoint-every", "keepCheckpoints": "--keep", "seed": "--seed", "shards": "--shards",
     ]
 
     func validate() throws {
@@ -58,6 +60,7 @@ struct TrainTeacher: ParsableCommand {
         if let channels, channels != 1 && channels != 3 { throw ValidationError("--channels must be 1 or 3, got \(channels)") }
         if let labelDropout, !(0...1).contains(labelDropout) { throw ValidationError("--label-dropout must lie in [0, 1], got \(labelDropout)") }
         if let steps, steps < 1 { throw ValidationError("--steps must be ≥ 1, got \(steps) (a run of no steps writes no checkpoint)") }
+        if let coolDown, coolDown < 1 { throw ValidationError("--cool-down must be ≥ 1 steps, got \(coolDown)") }
         if let emaHalfLife, !(emaHalfLife > 0 && emaHalfLife.isFinite) { throw ValidationError("--ema-half-life must be finite and > 0, got \(emaHalfLife)") }
         if let emaRampUp, !(emaRampUp >= 0 && emaRampUp.isFinite) { throw ValidationError("--ema-ramp-up must be finite and ≥ 0, got \(emaRampUp)") }
     }
@@ -90,7 +93,7 @@ struct TrainTeacher: ParsableCommand {
         if resume {
             if let folder = TeacherCheckpoint.latest(in: runURL) {
                 let run = try TeacherCheckpoint.manifest(at: folder).config
-                let changes = SettingChange.between(run, trainingConfig(base: run, ranks: ranks), ignoring: ["steps"])
+                let changes = SettingChange.between(run, trainingConfig(base: run, ranks: ranks), ignoring: ["steps", "coolDownSteps"])
                 if !changes.isEmpty {
                     guard runOptions.ignoreChangedSettings else {
                         throw CLIError(conflictsMessage(changes, flags: Self.flags, ignored: false))
@@ -98,7 +101,7 @@ struct TrainTeacher: ParsableCommand {
                     notes.append(conflictsMessage(changes, flags: Self.flags, ignored: true))
                 }
             }
-            trainer = try TeacherTrainer<Float>(resuming: runURL, dataset: dataset, steps: steps, dataParallel: setup,
+            trainer = try TeacherTrainer<Float>(resuming: runURL, dataset: dataset, steps: steps, coolDownSteps: coolDown, dataParallel: setup,
                                                 report: { notes.append($0) })
             print("resuming \(out) at step \(trainer.step) of \(trainer.config.steps)")
         } else {
@@ -112,7 +115,7 @@ struct TrainTeacher: ParsableCommand {
         print("data: \(dataset.name), \(trainer.loader.count) images \(c.network.resolution)×\(c.network.resolution)×\(c.network.inChannels), \(dataset.classCount) classes")
         print("network: \(resume ? "from checkpoint" : preset ?? "cpu64Tiny"), \(net.parameters.scalarCount.formatted()) parameters, ≈ \(String(format: "%.2f", 3 * c.network.forwardCost().total / 1e9)) GFLOP per image per step")
         if c.network.labelDim > 0 { print("label dropout: \(c.network.labelDropout)\(c.network.labelDropout > 0 ? " (classifier-free guidance: dmd2 sample --guidance, dmd2 distill --real-guidance)" : "")") }
-        print("training: \(c.steps) steps × batch \(c.batchSize), AdamW lr \(c.optimizer.learningRate) (warm-up \(c.optimizer.warmUpSteps)), wd \(c.optimizer.weightDecay), EMA \(c.ema?.summary ?? "off"), threads \(Threads.count)")
+        print("training: \(c.steps) steps × batch \(c.batchSize), AdamW lr \(c.optimizer.learningRate) (warm-up \(c.optimizer.warmUpSteps)\(c.optimizerSchedule.coolDown.map { ", cool-down over \($0)" } ?? "")), wd \(c.optimizer.weightDecay), EMA \(c.ema?.summary ?? "off"), threads \(Threads.count)")
         if let line = MPIJob.describe(trainer.parallel, batch: c.batchSize) { print(line) }
         for note in notes { print(note) }
         print("run folder: \(out)  (log.jsonl, checkpoints/)")
@@ -167,6 +170,7 @@ struct TrainTeacher: ParsableCommand {
         if let channels { config.network = config.network.withImageChannels(channels) }
         if let labelDropout { config.network.labelDropout = labelDropout }
         if let steps { config.steps = steps }
+        if let coolDown { config.coolDownSteps = coolDown }
         let o = runOptions
         if let batch = o.batch { config.batchSize = batch }
         o.apply(to: &config.optimizer)

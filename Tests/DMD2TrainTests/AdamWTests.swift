@@ -107,6 +107,29 @@ final class AdamWTests: CheckedTestCase {
         XCTAssertEqual(p.value.scalars[0], -2.5e-4, accuracy: 1e-18)
     }
 
+    /// The cool-down: 1 up to its start S, then (E − t + 1)/(E − S) down to 1/(E − S) at the last
+    /// step E, 0 after; it multiplies the warm-up ramp where the two overlap.
+    func testCoolDownSchedule() {
+        let config = AdamWConfig(learningRate: 1e-3, warmUpSteps: 2, coolDown: LinearCoolDown(last: 4, of: 8))
+        XCTAssertEqual(config.coolDown, LinearCoolDown(start: 4, end: 8))
+        let expected = [5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4, 0]
+        for (t, want) in zip(1...9, expected) { XCTAssertEqual(config.learningRate(atStep: t), want, accuracy: 1e-18, "step \(t)") }
+        let overlapping = AdamWConfig(learningRate: 1e-3, warmUpSteps: 4, coolDown: LinearCoolDown(start: 0, end: 2))
+        XCTAssertEqual(overlapping.learningRate(atStep: 1), 1e-3 / 4 * 1, accuracy: 1e-18)
+        XCTAssertEqual(overlapping.learningRate(atStep: 2), 2e-3 / 4 * 0.5, accuracy: 1e-18)
+        XCTAssertFalse(LinearCoolDown(start: 3, end: 3).isValid)
+        XCTAssertFalse(LinearCoolDown(start: -1, end: 3).isValid)
+
+        // A schedule, not a hyper-parameter: state saved without one restores into an optimiser
+        // with one (a cool-down added on resume), and the file records it for information.
+        let w = Variable(Tensor<Float>.zeros([2]), requiresGrad: true)
+        let plain = AdamW(parameters: [("w", w)], config: AdamWConfig(learningRate: 1e-3))
+        let cooled = AdamW(parameters: [("w", w)], config: AdamWConfig(learningRate: 1e-3, coolDown: LinearCoolDown(start: 0, end: 5)))
+        XCTAssertNoThrow(try cooled.restore(plain.stateFile()))
+        XCTAssertNil(plain.stateFile().metadata["cool_down"])
+        XCTAssertEqual(cooled.stateFile().metadata["cool_down"], "0-5")
+    }
+
     /// A parameter without a gradient is neither moved nor decayed, and its step count stays.
     func testParametersWithoutGradientAreSkipped() {
         let a = Variable(Tensor<Double>(shape: [1], scalars: [1]), requiresGrad: true)

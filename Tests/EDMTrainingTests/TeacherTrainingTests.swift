@@ -88,6 +88,42 @@ final class TeacherTrainingTests: CheckedTestCase {
         XCTAssertEqual(try a.serialized(), try b.serialized(), "EMA checkpoint bytes differ")
     }
 
+    /// A cool-down added on resume (at the checkpoint or later) gives the run that had it from
+    /// the start, bitwise; one that would start before the checkpoint, or move a cool-down already
+    /// under way, is refused.
+    func testCoolDownAddedOnResumeEqualsOneFromTheStart() throws {
+        var cooled = config(steps: 6, interval: 3)
+        cooled.coolDownSteps = 3
+        let straightRun = temporaryRun()
+        let straight = try TeacherTrainer<Float>(config: cooled, dataset: dataset(), runDirectory: straightRun)
+        try straight.run()
+
+        let laterRun = temporaryRun()
+        do {
+            let first = try TeacherTrainer<Float>(config: config(steps: 6, interval: 3), dataset: dataset(), runDirectory: laterRun)
+            for _ in 0..<3 { try first.trainStep() }
+            try first.saveCheckpoint()
+        }
+        XCTAssertThrowsError(try TeacherTrainer<Float>(resuming: laterRun, dataset: dataset(), coolDownSteps: 4)) { error in
+            XCTAssertTrue("\(error)".contains("would lower the rate from step 3, but the run has already taken 3 steps"), "\(error)")
+        }
+        let resumed = try TeacherTrainer<Float>(resuming: laterRun, dataset: dataset(), coolDownSteps: 3)
+        XCTAssertEqual(resumed.config.coolDownSteps, 3)
+        try resumed.run()
+        for (name, a, b) in zip3(straight.parameters.names, straight.parameters.variables, resumed.parameters.variables) {
+            assertBitwiseEqual(a.value, b.value, "parameter \(name)")
+        }
+        let lrs = try String(contentsOf: laterRun.appendingPathComponent("log.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(TeacherStepRecord.self, from: Data($0.utf8)).lr }
+        XCTAssertEqual(lrs.count, 6)
+        for (got, want) in zip(lrs, [5e-4, 1e-3, 1e-3, 1e-3, 2e-3 / 3, 1e-3 / 3]) { XCTAssertEqual(got, want, accuracy: 1e-15) }
+
+        // The run is now in its cool-down: extending it would move the cool-down, refused by name.
+        XCTAssertThrowsError(try TeacherTrainer<Float>(resuming: laterRun, dataset: dataset(), steps: 8)) { error in
+            XCTAssertTrue("\(error)".contains("is in its cool-down"), "\(error)")
+        }
+    }
+
     func logged(_ run: URL) throws -> [(step: Int, loss: Double)] {
         let text = try String(contentsOf: run.appendingPathComponent("log.jsonl"), encoding: .utf8)
         return try text.split(separator: "\n").map {
