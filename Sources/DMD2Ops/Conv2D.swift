@@ -23,6 +23,12 @@
 // depends only on the shapes, so results are bitwise reproducible for a fixed thread count, and
 // since BLIS never splits a dot product over threads, the same for every thread count.
 //
+// A backend may compute the forward pass and dX in one pass each instead
+// (`conv2dDirect`, `conv2dDirectBackwardData`; the CPU backend does for Float: its own GEMM
+// with the unfolding fused into its packing, no col matrix, no col2im). The lowering below is
+// what they must equal, and what runs where a backend declines (Double on the CPU, dX of
+// strided convs, backends without them). dW always takes the lowering.
+//
 // The unfolded image is recomputed in the backward pass rather than kept from the forward one:
 // for an ADM block at 64×64 it is 9× the activation, and the GEMMs dominate the time anyway.
 // A 1×1 kernel with stride 1 and no padding needs no unfolding: col is the group's x [G, C, L]

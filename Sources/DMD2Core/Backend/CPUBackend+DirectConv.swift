@@ -12,8 +12,11 @@
 //   vectors: a broadcast of one W value times three vectors of col, fused multiply-add) and
 //   stores it straight into y [N, O, L] (bias added at the first k-slab's store).
 //
-// Blocking follows Goto/BLIS: k in slabs of at most `kcMax`, rows of A in blocks of `mcMax`,
-// columns in blocks of at most `ncMax`. Why 4 × 24 and not BLIS's 6 × 16: conv GEMMs have
+// Blocking: k in slabs of at most `kcMax`; columns in blocks of at most `ncMax` (the unit of
+// work handed to a thread), each packed and multiplied one `nr`-column panel at a time, so the
+// packed panel is still in L1 when every row panel of A (all of A's slab, in L2) runs over it.
+// (Packing a whole kc × nc block first, as BLIS does, spilled it to L2: the packing then cost
+// as much as the multiply.) Why 4 × 24 and not BLIS's 6 × 16: conv GEMMs have
 // O = 16, 32, 64 … rows, a multiple of 4 (6 × 16 wastes 11 % of the tiles at O = 16 or 32);
 // both run at the same speed from L1 (docs/PERFORMANCE-FACTS.md has the measurements).
 //
@@ -79,8 +82,6 @@ enum DirectConv {
     static let mr = 4, nr = 24
     /// Largest k-slab (A panel 4·256 floats = 4 KiB and B panel 24·256 = 24 KiB stay in L1).
     static let kcMax = 256
-    /// Rows of A per block (128 × 256 floats = 128 KiB, in L2), a multiple of `mr`.
-    static let mcMax = 128
     /// Columns per block: a multiple of `nr`; one block's B slab is 256 × 768 floats (768 KiB).
     static let ncMax = 768
     /// Below this many multiply-adds the column blocks run on the calling thread.
@@ -132,7 +133,7 @@ enum DirectConv {
         let kSlabs = (K + kcMax - 1) / kcMax
         // A: for each k-slab (start pc, width kc), its mPanels panels of kc × mr values, slab
         // after slab: slab b starts at pc·mPad.
-        let packedA = UnsafeMutablePointer<Float>.allocate(capacity: mPad * K)
+        let packedA = alignedFloats(mPad * K)
         defer { packedA.deallocate() }
         for slab in 0..<kSlabs {
             let ks = slabRange(slab, of: kSlabs, K: K)
@@ -176,6 +177,12 @@ enum DirectConv {
         }
     }
 
+    /// Uninitialised Floats on a 64-byte boundary (free with `deallocate()`).
+    static func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: Swift.max(1, count))
+    }
+
     /// The `slab`-th of `slabs` near-equal k-slabs of 0..<K (288 → 144 + 144, not 256 + 32).
     @inline(__always)
     static func slabRange(_ slab: Int, of slabs: Int, K: Int) -> Range<Int> {
@@ -183,17 +190,18 @@ enum DirectConv {
     }
 
     /// One run of consecutive output columns inside one output row of one image, and where it
-    /// lands in a B panel.
+    /// lands in a B panel; `clip` is where its taps start in `DirectConv.columnBlock`'s table.
     struct Segment {
-        var panel: Int      // panel index within the block
         var lane: Int       // first column within the panel
         var count: Int
         var image: Int      // n
-        var row: Int        // i (output row)
         var col: Int        // j of the first column
+        var clip: Int
     }
 
-    /// Y's columns `cols` (J = n·L + i·Wo + j) for every output channel.
+    /// Y's columns `cols` (J = n·L + i·Wo + j) for every output channel, one panel of `nr`
+    /// columns at a time: its B slab (kc × nr, 24 KiB at most) is packed into a buffer that
+    /// stays in L1, then multiplied by every row panel of A before the next slab.
     static func columnBlock(
         _ cols: Range<Int>, _ x: UnsafePointer<Float>, _ a: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
         _ y: UnsafeMutablePointer<Float>, _ g: Shape, mPad: Int, kSlabs: Int
@@ -201,94 +209,138 @@ enum DirectConv {
         let (C, H, W, O, k, s, p, Wo, L, K) = (g.C, g.H, g.W, g.O, g.k, g.s, g.p, g.Wo, g.L, g.K)
         let width = cols.count
         let nPanels = (width + nr - 1) / nr
-        // The block's columns cut into segments that stay within one panel and one output row.
+        // Each panel's columns cut into segments that stay within one output row, with their
+        // taps precomputed: for each u the input row's offset h·W (−1: h outside the image), for
+        // each v the output columns [lo, hi) whose input column lies inside it (lo ≤ hi, both
+        // within the segment).
         var segments: [Segment] = []
+        var panelStart: [Int] = [0]
+        var clips: [Int] = []
         segments.reserveCapacity(nPanels * 2)
-        var J = cols.lowerBound
-        while J < cols.upperBound {
-            let n = J / L, l = J % L, i = l / Wo, j = l % Wo
-            let offset = J - cols.lowerBound
-            let panel = offset / nr, lane = offset % nr
-            let count = Swift.min(Wo - j, nr - lane, cols.upperBound - J)
-            segments.append(Segment(panel: panel, lane: lane, count: count, image: n, row: i, col: j))
-            J += count
+        for panel in 0..<nPanels {
+            var J = cols.lowerBound + panel * nr
+            let stop = Swift.min(J + nr, cols.upperBound)
+            while J < stop {
+                let n = J / L, l = J % L, i = l / Wo, j = l % Wo
+                let count = Swift.min(Wo - j, stop - J)
+                segments.append(Segment(lane: J - cols.lowerBound - panel * nr, count: count, image: n, col: j, clip: clips.count))
+                for u in 0..<k {
+                    let h = i * s + u - p
+                    clips.append(h >= 0 && h < H ? h * W : -1)
+                }
+                for v in 0..<k {
+                    let (jLo, jHi) = CPUBackend.validColumns(W: W, Wo: Wo, v: v, stride: s, padding: p)
+                    let lo = Swift.min(j + count, Swift.max(j, jLo))
+                    clips.append(lo)
+                    clips.append(Swift.max(lo, Swift.min(j + count, jHi)))
+                }
+                J += count
+            }
+            panelStart.append(segments.count)
         }
         let kcWidest = (K + kSlabs - 1) / kSlabs
-        let packedB = UnsafeMutablePointer<Float>.allocate(capacity: nPanels * nr * kcWidest)
+        // 64-byte aligned: a panel row is 96 bytes, so its 32-byte stores and the kernel's loads
+        // never straddle a cache line (malloc's 16-byte alignment split half of them).
+        let packedB = alignedFloats(nr * kcWidest)
         defer { packedB.deallocate() }
         let tile = UnsafeMutablePointer<Float>.allocate(capacity: mr * nr)
         defer { tile.deallocate() }
         let zeros = UnsafeMutablePointer<Float>.allocate(capacity: mr)
         defer { zeros.deallocate() }
         zeros.initialize(repeating: 0, count: mr)
-        // Panels whose columns lie in one image and are all inside the block are stored straight
-        // into y; the rest (a panel across two images, the block's last partial panel) go
-        // through `tile`.
-        var direct = [Int](repeating: -1, count: nPanels)   // first column's n·O·L + l, or −1
+        let plane = H * W
+
+        segments.withUnsafeBufferPointer { segments in
+        clips.withUnsafeBufferPointer { clips in
         for panel in 0..<nPanels {
             let first = cols.lowerBound + panel * nr
             let last = first + nr - 1
-            if last < cols.upperBound && first / L == last / L {
-                direct[panel] = (first / L) * O * L + first % L
-            }
-        }
-
-        for slab in 0..<kSlabs {
-            let ks = slabRange(slab, of: kSlabs, K: K)
-            let kc = ks.count
-            // Pack B: panel q holds kc rows of nr values, row r at packedB + (q·kc + r)·nr.
-            // Lanes past the block's last column stay 0 (their products are never stored).
-            let tail = width - (nPanels - 1) * nr
-            if tail < nr {
-                let last = packedB + (nPanels - 1) * kc * nr
-                for r in 0..<kc { (last + r * nr + tail).update(repeating: 0, count: nr - tail) }
-            }
-            for (r, q) in ks.enumerated() {
-                let c = q / (k * k), u = (q / k) % k, v = q % k
-                let (jLo, jHi) = CPUBackend.validColumns(W: W, Wo: Wo, v: v, stride: s, padding: p)
-                for seg in segments {
-                    // dst[j] is the panel lane of output column j of this segment's row.
-                    let dst = packedB + (seg.panel * kc + r) * nr + seg.lane - seg.col
-                    let end = seg.col + seg.count
-                    let h = seg.row * s + u - p
-                    let lo = Swift.min(end, Swift.max(seg.col, jLo)), hi = Swift.max(lo, Swift.min(end, jHi))
-                    guard h >= 0 && h < H && lo < hi else {
-                        for j in seg.col..<end { dst[j] = 0 }    // the tap falls in the zero padding
-                        continue
-                    }
-                    for j in seg.col..<lo { dst[j] = 0 }
-                    let src = x + ((seg.image * C + c) * H + h) * W + (v - p)
-                    if s == 1 {
-                        for j in lo..<hi { dst[j] = src[j] }
-                    } else {
-                        for j in lo..<hi { dst[j] = src[j * s] }
-                    }
-                    for j in hi..<end { dst[j] = 0 }
-                }
-            }
-            let first = slab == 0
-            let aSlab = a + ks.lowerBound * mPad
-            var ic = 0
-            while ic < mPad {
-                let mc = Swift.min(mcMax, mPad - ic)
-                for panel in 0..<nPanels {
-                    let b = UnsafePointer(packedB + panel * kc * nr)
-                    for ip in stride(from: ic, to: ic + mc, by: mr) {
-                        let ap = aSlab + ip * kc
-                        let rows = Swift.min(mr, O - ip)
-                        if direct[panel] >= 0 && rows == mr {
-                            kernel(kc, ap, b, y + direct[panel] + ip * L, L, first ? bias + ip : nil)
-                        } else {
-                            // Through the tile: first slab stores acc + bias, later ones acc (+ 0).
-                            kernel(kc, ap, b, tile, nr, first ? bias + ip : UnsafePointer(zeros))
-                            scatter(tile, rows: rows, panelStart: cols.lowerBound + panel * nr,
-                                    end: cols.upperBound, row0: ip, y, O: O, L: L, add: !first)
+            // A panel whose columns lie in one image and inside the block is stored straight
+            // into y; otherwise (across two images, the block's partial last panel) through `tile`.
+            let direct = last < cols.upperBound && first / L == last / L ? (first / L) * O * L + first % L : -1
+            let segs = panelStart[panel]..<panelStart[panel + 1]
+            let filled = last < cols.upperBound ? nr : cols.upperBound - first
+            for slab in 0..<kSlabs {
+                let ks = slabRange(slab, of: kSlabs, K: K)
+                let kc = ks.count
+                // Pack B: row r (k index q = (c, u, v)) at packedB + r·nr; lanes past the
+                // block's last column are 0 (their products are never stored).
+                var c = ks.lowerBound / (k * k), u = (ks.lowerBound / k) % k, v = ks.lowerBound % k
+                for r in 0..<kc {
+                    let row = packedB + r * nr
+                    let channel = x + c * plane - p + v
+                    for index in segs {
+                        let seg = segments[index]
+                        let dst = row + seg.lane - seg.col     // dst[j]: output column j of this segment
+                        let hOffset = clips[seg.clip + u]
+                        let lo = clips[seg.clip + k + 2 * v], hi = clips[seg.clip + k + 2 * v + 1]
+                        guard hOffset >= 0 && lo < hi else {
+                            zero(dst + seg.col, seg.count)    // the tap falls in the zero padding
+                            continue
                         }
+                        if lo > seg.col { zero(dst + seg.col, lo - seg.col) }
+                        let src = channel + seg.image * C * plane + hOffset
+                        if s == 1 {
+                            copy(src + lo, dst + lo, hi - lo)
+                        } else {
+                            for j in lo..<hi { dst[j] = src[j * s] }
+                        }
+                        let end = seg.col + seg.count
+                        if end > hi { zero(dst + hi, end - hi) }
+                    }
+                    if filled < nr { zero(row + filled, nr - filled) }
+                    v += 1
+                    if v == k { v = 0; u += 1; if u == k { u = 0; c += 1 } }
+                }
+                let aSlab = a + ks.lowerBound * mPad
+                let b = UnsafePointer(packedB)
+                for ip in stride(from: 0, to: mPad, by: mr) {
+                    let ap = aSlab + ip * kc
+                    let rows = Swift.min(mr, O - ip)
+                    if direct >= 0 && rows == mr {
+                        kernel(kc, ap, b, y + direct + ip * L, L, slab == 0 ? bias + ip : nil)
+                    } else {
+                        // Through the tile: the first slab stores acc + bias, later ones acc + 0.
+                        kernel(kc, ap, b, tile, nr, slab == 0 ? bias + ip : UnsafePointer(zeros))
+                        scatter(tile, rows: rows, panelStart: first, end: cols.upperBound, row0: ip, y, O: O, L: L, add: slab != 0)
                     }
                 }
-                ic += mc
             }
         }
+        }
+        }
+    }
+
+    // Copies and fills of at most `nr` = 24 floats, written out without a loop: as loops, LLVM
+    // turned them into memmove/memset calls, whose call overhead on such short runs cost as
+    // much as the copying (a profile of one DMD2 iteration: 12 % of all samples in memmove).
+
+    @inline(__always)
+    static func copy(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+        var i = 0
+        if n - i >= 8 { d.storeBytes(of: s.loadUnaligned(fromByteOffset: 4 * i, as: V.self), toByteOffset: 4 * i, as: V.self); i += 8 }
+        if n - i >= 8 { d.storeBytes(of: s.loadUnaligned(fromByteOffset: 4 * i, as: V.self), toByteOffset: 4 * i, as: V.self); i += 8 }
+        if n - i >= 8 { d.storeBytes(of: s.loadUnaligned(fromByteOffset: 4 * i, as: V.self), toByteOffset: 4 * i, as: V.self); i += 8 }
+        if n - i >= 4 {
+            d.storeBytes(of: s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self), toByteOffset: 4 * i, as: SIMD4<Float>.self); i += 4
+        }
+        if n - i >= 2 {
+            d.storeBytes(of: s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD2<Float>.self), toByteOffset: 4 * i, as: SIMD2<Float>.self); i += 2
+        }
+        if n - i >= 1 { dst[i] = src[i] }
+    }
+
+    @inline(__always)
+    static func zero(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        let d = UnsafeMutableRawPointer(dst)
+        var i = 0
+        if n - i >= 8 { d.storeBytes(of: V(), toByteOffset: 4 * i, as: V.self); i += 8 }
+        if n - i >= 8 { d.storeBytes(of: V(), toByteOffset: 4 * i, as: V.self); i += 8 }
+        if n - i >= 8 { d.storeBytes(of: V(), toByteOffset: 4 * i, as: V.self); i += 8 }
+        if n - i >= 4 { d.storeBytes(of: SIMD4<Float>(), toByteOffset: 4 * i, as: SIMD4<Float>.self); i += 4 }
+        if n - i >= 2 { d.storeBytes(of: SIMD2<Float>(), toByteOffset: 4 * i, as: SIMD2<Float>.self); i += 2 }
+        if n - i >= 1 { dst[i] = 0 }
     }
 
     /// y[n, row0 + r, l] (+)= tile[r, q] for the panel's columns J = panelStart + q < end.
