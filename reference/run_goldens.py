@@ -170,6 +170,20 @@ def prim_col2im(c, p, i):
     return {"x": i["x"].reshape(C, H, W) + folded}
 
 
+def prim_conv2dDirect(c, p, i):
+    N, C, H, W, O, k = p["N"], p["C"], p["H"], p["W"], p["O"], p["kernel"]
+    x, w = i["x"].reshape(N, C, H, W), i["weight"].reshape(O, C, k, k)
+    return {"y": F.conv2d(x, w, i.get("bias"), stride=p["stride"], padding=p["padding"])}
+
+
+def prim_conv2dDirectBackwardData(c, p, i):
+    N, C, H, W, O, k = p["N"], p["C"], p["H"], p["W"], p["O"], p["kernel"]
+    w = i["weight"].reshape(O, C, k, k)
+    Ho, Wo = (H + 2 * p["padding"] - k) // p["stride"] + 1, (W + 2 * p["padding"] - k) // p["stride"] + 1
+    dy = i["dy"].reshape(N, O, Ho, Wo)
+    return {"dx": torch.nn.grad.conv2d_input((N, C, H, W), w, dy, stride=p["stride"], padding=p["padding"])}
+
+
 def prim_avgPool2x2(c, p, i):
     return {"y": F.avg_pool2d(i["x"].reshape(1, p["planes"], p["H"], p["W"]), 2)[0]}
 

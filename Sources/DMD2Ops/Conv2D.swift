@@ -23,6 +23,12 @@
 // depends only on the shapes, so results are bitwise reproducible for a fixed thread count, and
 // since BLIS never splits a dot product over threads, the same for every thread count.
 //
+// A backend may compute the forward pass and dX in one pass each instead
+// (`conv2dDirect`, `conv2dDirectBackwardData`; the CPU backend does for Float: its own GEMM
+// with the unfolding fused into its packing, no col matrix, no col2im). The lowering below is
+// what they must equal, and what runs where a backend declines (Double on the CPU, dX of
+// strided convs, backends without them). dW always takes the lowering.
+//
 // The unfolded image is recomputed in the backward pass rather than kept from the forward one:
 // for an ADM block at 64×64 it is 9× the activation, and the GEMMs dominate the time anyway.
 // A 1×1 kernel with stride 1 and no padding needs no unfolding: col is the group's x [G, C, L]
@@ -95,9 +101,22 @@ public enum Conv2D {
             precondition(bias.shape == [g.O], "conv2d: bias \(bias.shape) for weight \(weight.shape) (want [\(g.O)])")
         }
         let (O, L, K) = (g.O, g.L, g.K)
+        var y = Tensor<T>(shape: g.outputShape, unsafeUninitialized: { _ in })
+        // The backend's direct kernel (the CPU's for Float: im2col fused into its own GEMM), when
+        // it has one; otherwise the lowering below, which it must equal up to rounding.
+        let direct = x.withUnsafeBufferPointer { xs in
+            weight.withUnsafeBufferPointer { ws in
+                y.withUnsafeMutableBufferPointer { ys in
+                    withOptionalBuffer(bias) { bs in
+                        Compute.backend.conv2dDirect(xs, N: g.N, C: g.C, H: g.H, W: g.W, weight: ws, O: O, kernel: g.k,
+                                                     stride: stride, padding: padding, bias: bs, ys)
+                    }
+                }
+            }
+        }
+        if direct { return y }
         let groups = g.sampleGroups(columns: gemmColumns, elementSize: MemoryLayout<T>.stride)
         let G = groups.first?.count ?? 0
-        var y = Tensor<T>(shape: g.outputShape, unsafeUninitialized: { _ in })
         // Scratch: col [K, G·L] (not needed when x_n is its own col), then Y [O, G·L] (not
         // needed for one-sample groups, whose Y is y_n itself).
         let colCount = g.isPointwise && G == 1 ? 0 : K * G * L
@@ -152,6 +171,23 @@ public enum Conv2D {
             ? dY.reshaped([N * O, L]).sum(axis: 1).reshaped([N, O]).sum(axis: 0) : nil
 
         guard needX || needWeight else { return (nil, nil, dBias) }
+        // dX from the backend's direct kernel when it has one (the CPU's, for Float at stride 1):
+        // then the loop below computes only dW.
+        var needX = needX
+        var directDX: Tensor<T>? = nil
+        if needX {
+            var candidate = Tensor<T>(shape: x.shape, unsafeUninitialized: { _ in })
+            let done = dY.withUnsafeBufferPointer { dys in
+                weight.withUnsafeBufferPointer { ws in
+                    candidate.withUnsafeMutableBufferPointer { dxs in
+                        Compute.backend.conv2dDirectBackwardData(dys, N: N, C: C, H: H, W: W, weight: ws, O: O, kernel: g.k,
+                                                                 stride: stride, padding: padding, dxs)
+                    }
+                }
+            }
+            if done { directDX = candidate; needX = false }
+        }
+        guard needX || needWeight else { return (directDX, nil, dBias) }
         let groups = g.sampleGroups(columns: gemmColumns, elementSize: MemoryLayout<T>.stride)
         let G = groups.first?.count ?? 0
         // col2im adds into dX, so it starts at 0: one zero broadcast by the backend (`Tensor.zeros`
@@ -229,7 +265,7 @@ public enum Conv2D {
         }
         // N = 0 leaves dW unwritten: it is the empty sum.
         if N == 0, needWeight { dWeight = Tensor.zeros(weight.shape) }
-        return (dX, dWeight, dBias)
+        return (directDX ?? dX, dWeight, dBias)
     }
 
     /// col [K, G·L] for the samples `samples` of x: each x_n unfolded by `im2col` into its block
@@ -271,6 +307,13 @@ public enum Conv2D {
             }
         }
     }
+}
+
+/// Run `body` with an optional tensor's storage (nil when the tensor is nil).
+@inline(__always)
+private func withOptionalBuffer<T, R>(_ t: Tensor<T>?, _ body: (UnsafeBufferPointer<T>?) -> R) -> R {
+    guard let t else { return body(nil) }
+    return t.withUnsafeBufferPointer { body($0) }
 }
 
 /// Run `body` with the base address of an optional tensor's storage (nil when the tensor is nil).

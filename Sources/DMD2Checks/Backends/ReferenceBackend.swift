@@ -141,6 +141,47 @@ public final class ReferenceBackend: Backend {
         } } } } }
     }
 
+    /// y[n, o, i, j] = bias[o] + Σ_{c,u,v} w[o, c, u, v]·x[n, c, i·s + u − p, j·s + v − p], summed
+    /// in (c, u, v) order after the bias.
+    public func conv2dDirect<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        weight: UnsafeBufferPointer<T>, O: Int, kernel k: Int, stride s: Int, padding p: Int,
+        bias: UnsafeBufferPointer<T>?, _ y: UnsafeMutableBufferPointer<T>
+    ) -> Bool {
+        let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
+        for n in 0..<N { for o in 0..<O { for i in 0..<Ho { for j in 0..<Wo {
+            var acc: T = bias?[o] ?? 0
+            for c in 0..<C { for u in 0..<k { for v in 0..<k {
+                let h = i * s + u - p, w = j * s + v - p
+                if h >= 0 && h < H && w >= 0 && w < W {
+                    acc += weight[((o * C + c) * k + u) * k + v] * x[((n * C + c) * H + h) * W + w]
+                }
+            } } }
+            y[((n * O + o) * Ho + i) * Wo + j] = acc
+        } } } }
+        return true
+    }
+
+    /// dX[n, c, h, w] = Σ_{o,u,v} w[o, c, u, v]·dY[n, o, i, j] over the (i, j) with
+    /// i·s + u − p = h and j·s + v − p = w, summed in (o, u, v) order.
+    public func conv2dDirectBackwardData<T: TensorScalar>(
+        _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        weight: UnsafeBufferPointer<T>, O: Int, kernel k: Int, stride s: Int, padding p: Int,
+        _ dX: UnsafeMutableBufferPointer<T>
+    ) -> Bool {
+        let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
+        for n in 0..<N { for c in 0..<C { for h in 0..<H { for w in 0..<W {
+            var acc: T = 0
+            for o in 0..<O { for u in 0..<k { for v in 0..<k {
+                let hi = h + p - u, wj = w + p - v
+                guard hi >= 0, wj >= 0, hi % s == 0, wj % s == 0, hi / s < Ho, wj / s < Wo else { continue }
+                acc += weight[((o * C + c) * k + u) * k + v] * dY[((n * O + o) * Ho + hi / s) * Wo + wj / s]
+            } } }
+            dX[((n * C + c) * H + h) * W + w] = acc
+        } } } }
+        return true
+    }
+
     // MARK: Resampling
 
     public func avgPool2x2<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ y: UnsafeMutableBufferPointer<T>) {

@@ -592,6 +592,51 @@ extension ShadowBackend {
         }
     }
 
+    /// Always true: a candidate without a direct kernel is judged by the composition the op
+    /// would run on it instead (ConvComposition), so the caller gets what the candidate computes.
+    public func conv2dDirect<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        weight: UnsafeBufferPointer<T>, O: Int, kernel k: Int, stride s: Int, padding p: Int,
+        bias: UnsafeBufferPointer<T>?, _ y: UnsafeMutableBufferPointer<T>
+    ) -> Bool {
+        let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
+        shadow("conv2dDirect", "N \(N), C \(C), H \(H), W \(W), O \(O), kernel \(k), stride \(s), padding \(p), bias \(bias != nil)", T.self) { call in
+            let xr = call.input("x", x), wr = call.input("weight", weight)
+            let br = bias.map { call.input("bias", $0) }
+            let yr = call.output("y", y, shape: [N, O, Ho, Wo], Self.rule("conv2dDirect", "y", .init(k: C * k * k)))
+            return ({
+                if !self.candidate.conv2dDirect(x, N: N, C: C, H: H, W: W, weight: weight, O: O, kernel: k, stride: s, padding: p, bias: bias, y) {
+                    ConvComposition.forward(on: self.candidate, x, N: N, C: C, H: H, W: W, weight: weight, O: O, kernel: k,
+                                            stride: s, padding: p, bias: bias, y)
+                }
+            }, {
+                _ = self.reference.conv2dDirect(xr, N: N, C: C, H: H, W: W, weight: wr, O: O, kernel: k, stride: s, padding: p, bias: br, yr)
+            })
+        }
+        return true
+    }
+
+    /// Always true, as `conv2dDirect`.
+    public func conv2dDirectBackwardData<T: TensorScalar>(
+        _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        weight: UnsafeBufferPointer<T>, O: Int, kernel k: Int, stride s: Int, padding p: Int,
+        _ dX: UnsafeMutableBufferPointer<T>
+    ) -> Bool {
+        shadow("conv2dDirectBackwardData", "N \(N), C \(C), H \(H), W \(W), O \(O), kernel \(k), stride \(s), padding \(p)", T.self) { call in
+            let dyr = call.input("dy", dY), wr = call.input("weight", weight)
+            let dxr = call.output("dx", dX, shape: [N, C, H, W], Self.rule("conv2dDirectBackwardData", "dx", .init(k: O * k * k)))
+            return ({
+                if !self.candidate.conv2dDirectBackwardData(dY, N: N, C: C, H: H, W: W, weight: weight, O: O, kernel: k, stride: s, padding: p, dX) {
+                    ConvComposition.backwardData(on: self.candidate, dY, N: N, C: C, H: H, W: W, weight: weight, O: O, kernel: k,
+                                                 stride: s, padding: p, dX)
+                }
+            }, {
+                _ = self.reference.conv2dDirectBackwardData(dyr, N: N, C: C, H: H, W: W, weight: wr, O: O, kernel: k, stride: s, padding: p, dxr)
+            })
+        }
+        return true
+    }
+
     public func avgPool2x2<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("avgPool2x2", "planes \(P), H \(H), W \(W)", T.self) { call in
             let xr = call.input("x", x)

@@ -138,6 +138,35 @@ extension GoldenCases {
         files.append(("im2col", im2col))
         files.append(("col2im", col2im))
 
+        // Direct convolution and its data gradient: 3×3 s1 p1 with bias on 5×4 (panels across
+        // images), 3×3 s2 p1 without. Seeds off the shared sequence, so every other file keeps its inputs.
+        var direct: [GoldenCase] = [], directData: [GoldenCase] = []
+        for (index, (N, C, H, W, O, k, st, p, withBias)) in [(2, 3, 5, 4, 5, 3, 1, 1, true), (1, 2, 5, 4, 3, 3, 2, 1, false)].enumerated() {
+            let Ho = (H + 2 * p - k) / st + 1, Wo = (W + 2 * p - k) / st + 1
+            let params: [String: Any] = ["N": N, "C": C, "H": H, "W": W, "O": O, "kernel": k, "stride": st, "padding": p, "bias": withBias]
+            let base = seed &+ 7100 &+ 10 &* UInt64(index)
+            let x = randn([N, C, H, W], base), w = randn([O, C, k, k], base &+ 1, std: 0.3)
+            let bias = randn([O], base &+ 2), dy = randn([N, O, Ho, Wo], base &+ 3)
+            let y = Tensor<Double>.withBuffers(reading: [x, w, bias], writing: [[N, O, Ho, Wo]]) { i, o in
+                let bs = withBias ? i[2] : nil
+                if !b.conv2dDirect(i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k, stride: st, padding: p, bias: bs, o[0]) {
+                    ConvComposition.forward(on: b, i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k, stride: st, padding: p, bias: bs, o[0])
+                }
+            }[0]
+            direct.append(GoldenCase(name: "c\(index)", parameters: params,
+                                     inputs: [("x", x), ("weight", w)] + (withBias ? [("bias", bias)] : []), outputs: [("y", y)],
+                                     reductionLength: Tolerance.K("conv2dDirect", .init(k: C * k * k))))
+            let dx = Tensor<Double>.withBuffers(reading: [dy, w], writing: [[N, C, H, W]]) { i, o in
+                if !b.conv2dDirectBackwardData(i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k, stride: st, padding: p, o[0]) {
+                    ConvComposition.backwardData(on: b, i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k, stride: st, padding: p, o[0])
+                }
+            }[0]
+            directData.append(GoldenCase(name: "c\(index)", parameters: params, inputs: [("dy", dy), ("weight", w)], outputs: [("dx", dx)],
+                                         reductionLength: Tolerance.K("conv2dDirectBackwardData", .init(k: O * k * k))))
+        }
+        files.append(("conv2dDirect", direct))
+        files.append(("conv2dDirectBackwardData", directData))
+
         let (P, H, W) = (3, 4, 6)
         let px = randn([P, H, W], next()), pdy = randn([P, H / 2, W / 2], next())
         let ux = randn([P, H / 2, W / 2], next()), udy = randn([P, H, W], next())

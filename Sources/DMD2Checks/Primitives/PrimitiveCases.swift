@@ -24,7 +24,7 @@ public struct PrimitiveCase: @unchecked Sendable {
 public enum PrimitiveCases {
     /// Every case, in primitive order.
     public static var all: [PrimitiveCase] {
-        gemm + elementwise + reductions + layout + conv + resampling + norm + fusedNorm + softmax
+        gemm + elementwise + reductions + layout + conv + directConv + resampling + norm + fusedNorm + softmax
     }
 
     // MARK: Inputs
@@ -286,6 +286,57 @@ public enum PrimitiveCases {
                     return type == Double.self ? go(Double.self) : go(Float.self)
                 }))
             }
+        }
+        return cases
+    }
+
+    // MARK: Direct convolution
+
+    /// (N, C, H, W, O, kernel, stride, padding, bias): the UNet's 3×3 and 1×1 convs, O not a
+    /// multiple of the CPU kernel's 4 rows, outputs not a multiple of its 24 columns (panels
+    /// across two images), k-slabs (C·k·k > 256), stride 2, taps wholly in the padding, a
+    /// product big enough to split over threads.
+    static let directGeometries: [(Int, Int, Int, Int, Int, Int, Int, Int, Bool)] = [
+        (1, 1, 1, 1, 1, 1, 1, 0, false), (2, 3, 5, 4, 5, 3, 1, 1, true), (3, 4, 3, 7, 6, 1, 1, 0, true),
+        (2, 32, 6, 6, 9, 3, 1, 1, true), (2, 3, 5, 4, 4, 3, 2, 1, false), (1, 2, 2, 2, 3, 4, 2, 1, true),
+        (2, 16, 20, 20, 16, 3, 1, 1, true), (1, 2, 3, 3, 2, 3, 1, 2, true),
+    ]
+
+    public static var directConv: [PrimitiveCase] {
+        var cases: [PrimitiveCase] = []
+        for (i, (N, C, H, W, O, k, s, p, withBias)) in directGeometries.enumerated() {
+            let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
+            let label = "N \(N) C \(C) \(H)×\(W) O \(O) k \(k) s \(s) p \(p)\(withBias ? " bias" : "")"
+            let seed = 6400 + 10 * UInt64(i)
+            let xd = values(N * C * H * W, seed: seed), wd = values(O * C * k * k, seed: seed + 1, std: 0.3)
+            let bd = values(O, seed: seed + 2), dyd = values(N * O * Ho * Wo, seed: seed + 3)
+            cases.append(PrimitiveCase(primitive: "conv2dDirect", label: label, reductionLength: Tolerance.K("conv2dDirect", .init(k: C * k * k)), run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let inputs = [xd, wd, bd].map { Tensor<T>(shape: [$0.count], scalars: $0.map { T($0) }) }
+                    let out = Tensor<T>.withBuffers(reading: inputs, writing: [[N, O, Ho, Wo]]) { i, o in
+                        let bias = withBias ? i[2] : nil
+                        if !backend.conv2dDirect(i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k, stride: s, padding: p, bias: bias, o[0]) {
+                            ConvComposition.forward(on: backend, i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k,
+                                                    stride: s, padding: p, bias: bias, o[0])
+                        }
+                    }
+                    return out.map { widen($0.scalars, $0.shape) }
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+            cases.append(PrimitiveCase(primitive: "conv2dDirectBackwardData", label: label, reductionLength: Tolerance.K("conv2dDirectBackwardData", .init(k: O * k * k)), run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let inputs = [dyd, wd].map { Tensor<T>(shape: [$0.count], scalars: $0.map { T($0) }) }
+                    let out = Tensor<T>.withBuffers(reading: inputs, writing: [[N, C, H, W]]) { i, o in
+                        if !backend.conv2dDirectBackwardData(i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k, stride: s, padding: p, o[0]) {
+                            ConvComposition.backwardData(on: backend, i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k,
+                                                         stride: s, padding: p, o[0])
+                        }
+                    }
+                    return out.map { widen($0.scalars, $0.shape) }
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
         }
         return cases
     }

@@ -117,6 +117,39 @@ public protocol ConvPrimitives {
     func col2im<T: TensorScalar>(
         _ col: UnsafePointer<T>, ldcol: Int, C: Int, H: Int, W: Int, kernel: Int, stride: Int, padding: Int,
         _ x: UnsafeMutablePointer<T>)
+    /// y [N, O, Ho, Wo] = conv(x [N, C, H, W], weight [O, C, k, k]) + bias [O] (zero padding), in
+    /// one pass with the unfolding fused into the GEMM, or `false` — y untouched — where this
+    /// backend has no such kernel for T; the caller then lowers it itself. It must equal the
+    /// composition, per image n: im2col(x_n) → col [K, L]; y_n = bias broadcast over [O, L];
+    /// gemm(y_n += weight [O, K] · col) (up to GEMM rounding: Tolerance's `conv2dDirect` row).
+    func conv2dDirect<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        weight: UnsafeBufferPointer<T>, O: Int, kernel: Int, stride: Int, padding: Int,
+        bias: UnsafeBufferPointer<T>?, _ y: UnsafeMutableBufferPointer<T>) -> Bool
+    /// dX [N, C, H, W] of that convolution for upstream dY [N, O, Ho, Wo], in one pass, or
+    /// `false` (dX untouched) where this backend has no such kernel for T and this geometry.
+    /// It must equal the composition, per image n: dcol = gemm(weightᵀ [K, O] · dY_n [O, L]);
+    /// dX_n = col2im(dcol) into zeros (up to GEMM rounding: Tolerance's row).
+    func conv2dDirectBackwardData<T: TensorScalar>(
+        _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        weight: UnsafeBufferPointer<T>, O: Int, kernel: Int, stride: Int, padding: Int,
+        _ dX: UnsafeMutableBufferPointer<T>) -> Bool
+}
+
+extension ConvPrimitives {
+    /// No direct convolution: ops use im2col + gemm (the composition above).
+    public func conv2dDirect<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        weight: UnsafeBufferPointer<T>, O: Int, kernel: Int, stride: Int, padding: Int,
+        bias: UnsafeBufferPointer<T>?, _ y: UnsafeMutableBufferPointer<T>
+    ) -> Bool { false }
+
+    /// No direct data gradient: ops use gemm + col2im (the composition above).
+    public func conv2dDirectBackwardData<T: TensorScalar>(
+        _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        weight: UnsafeBufferPointer<T>, O: Int, kernel: Int, stride: Int, padding: Int,
+        _ dX: UnsafeMutableBufferPointer<T>
+    ) -> Bool { false }
 }
 
 // MARK: - Resampling (ADM down/up blocks)
