@@ -184,6 +184,14 @@ def prim_conv2dDirectBackwardData(c, p, i):
     return {"dx": torch.nn.grad.conv2d_input((N, C, H, W), w, dy, stride=p["stride"], padding=p["padding"])}
 
 
+def prim_conv2dDirectBackwardWeight(c, p, i):
+    N, C, H, W, O, k = p["N"], p["C"], p["H"], p["W"], p["O"], p["kernel"]
+    x = i["x"].reshape(N, C, H, W)
+    Ho, Wo = (H + 2 * p["padding"] - k) // p["stride"] + 1, (W + 2 * p["padding"] - k) // p["stride"] + 1
+    dy = i["dy"].reshape(N, O, Ho, Wo)
+    return {"dweight": torch.nn.grad.conv2d_weight(x, (O, C, k, k), dy, stride=p["stride"], padding=p["padding"])}
+
+
 def prim_avgPool2x2(c, p, i):
     return {"y": F.avg_pool2d(i["x"].reshape(1, p["planes"], p["H"], p["W"]), 2)[0]}
 

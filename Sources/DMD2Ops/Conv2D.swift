@@ -23,11 +23,11 @@
 // depends only on the shapes, so results are bitwise reproducible for a fixed thread count, and
 // since BLIS never splits a dot product over threads, the same for every thread count.
 //
-// A backend may compute the forward pass and dX in one pass each instead
-// (`conv2dDirect`, `conv2dDirectBackwardData`; the CPU backend does for Float: its own GEMM
-// with the unfolding fused into its packing, no col matrix, no col2im). The lowering below is
-// what they must equal, and what runs where a backend declines (Double on the CPU, dX of
-// strided convs, backends without them). dW always takes the lowering.
+// A backend may compute the forward pass, dX and dW in one pass each instead
+// (`conv2dDirect`, `conv2dDirectBackwardData`, `conv2dDirectBackwardWeight`; the CPU backend
+// does for Float: its own GEMM with the unfolding fused into its packing, no col matrix, no
+// col2im). The lowering below is what they must equal, and what runs where a backend declines
+// (Double on the CPU, dX of strided convs, backends without them).
 //
 // The unfolded image is recomputed in the backward pass rather than kept from the forward one:
 // for an ADM block at 64×64 it is 9× the activation, and the GEMMs dominate the time anyway.
@@ -187,7 +187,22 @@ public enum Conv2D {
             }
             if done { directDX = candidate; needX = false }
         }
-        guard needX || needWeight else { return (directDX, nil, dBias) }
+        // Likewise dW (the CPU's for Float: one GEMM over all N·L positions, col never formed).
+        var needWeight = needWeight
+        var directDW: Tensor<T>? = nil
+        if needWeight {
+            var candidate = Tensor<T>(shape: weight.shape, unsafeUninitialized: { _ in })
+            let done = x.withUnsafeBufferPointer { xs in
+                dY.withUnsafeBufferPointer { dys in
+                    candidate.withUnsafeMutableBufferPointer { dws in
+                        Compute.backend.conv2dDirectBackwardWeight(xs, dys, N: N, C: C, H: H, W: W, O: O, kernel: g.k,
+                                                                   stride: stride, padding: padding, dws)
+                    }
+                }
+            }
+            if done { directDW = candidate; needWeight = false }
+        }
+        guard needX || needWeight else { return (directDX, directDW, dBias) }
         let groups = g.sampleGroups(columns: gemmColumns, elementSize: MemoryLayout<T>.stride)
         let G = groups.first?.count ?? 0
         // col2im adds into dX, so it starts at 0: one zero broadcast by the backend (`Tensor.zeros`
@@ -265,7 +280,7 @@ public enum Conv2D {
         }
         // N = 0 leaves dW unwritten: it is the empty sum.
         if N == 0, needWeight { dWeight = Tensor.zeros(weight.shape) }
-        return (directDX ?? dX, dWeight, dBias)
+        return (directDX ?? dX, directDW ?? dWeight, dBias)
     }
 
     /// col [K, G·L] for the samples `samples` of x: each x_n unfolded by `im2col` into its block

@@ -182,6 +182,27 @@ public final class ReferenceBackend: Backend {
         return true
     }
 
+    /// dW[o, c, u, v] = Σ_{n,i,j} dY[n, o, i, j]·x[n, c, i·s + u − p, j·s + v − p] (0 outside the
+    /// image), summed in (n, i, j) order.
+    public func conv2dDirectBackwardWeight<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        O: Int, kernel k: Int, stride s: Int, padding p: Int,
+        _ dWeight: UnsafeMutableBufferPointer<T>
+    ) -> Bool {
+        let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
+        for o in 0..<O { for c in 0..<C { for u in 0..<k { for v in 0..<k {
+            var acc: T = 0
+            for n in 0..<N { for i in 0..<Ho { for j in 0..<Wo {
+                let h = i * s + u - p, w = j * s + v - p
+                if h >= 0 && h < H && w >= 0 && w < W {
+                    acc += dY[((n * O + o) * Ho + i) * Wo + j] * x[((n * C + c) * H + h) * W + w]
+                }
+            } } }
+            dWeight[((o * C + c) * k + u) * k + v] = acc
+        } } } }
+        return true
+    }
+
     // MARK: Resampling
 
     public func avgPool2x2<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ y: UnsafeMutableBufferPointer<T>) {

@@ -637,6 +637,28 @@ extension ShadowBackend {
         return true
     }
 
+    /// Always true, as `conv2dDirect`.
+    public func conv2dDirectBackwardWeight<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        O: Int, kernel k: Int, stride s: Int, padding p: Int,
+        _ dWeight: UnsafeMutableBufferPointer<T>
+    ) -> Bool {
+        let Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1
+        shadow("conv2dDirectBackwardWeight", "N \(N), C \(C), H \(H), W \(W), O \(O), kernel \(k), stride \(s), padding \(p)", T.self) { call in
+            let xr = call.input("x", x), dyr = call.input("dy", dY)
+            let dwr = call.output("dweight", dWeight, shape: [O, C, k, k], Self.rule("conv2dDirectBackwardWeight", "dweight", .init(k: N * Ho * Wo)))
+            return ({
+                if !self.candidate.conv2dDirectBackwardWeight(x, dY, N: N, C: C, H: H, W: W, O: O, kernel: k, stride: s, padding: p, dWeight) {
+                    ConvComposition.backwardWeight(on: self.candidate, x, dY, N: N, C: C, H: H, W: W, O: O, kernel: k,
+                                                   stride: s, padding: p, dWeight)
+                }
+            }, {
+                _ = self.reference.conv2dDirectBackwardWeight(xr, dyr, N: N, C: C, H: H, W: W, O: O, kernel: k, stride: s, padding: p, dwr)
+            })
+        }
+        return true
+    }
+
     public func avgPool2x2<T: TensorScalar>(_ x: UnsafeBufferPointer<T>, planes P: Int, H: Int, W: Int, _ y: UnsafeMutableBufferPointer<T>) {
         shadow("avgPool2x2", "planes \(P), H \(H), W \(W)", T.self) { call in
             let xr = call.input("x", x)

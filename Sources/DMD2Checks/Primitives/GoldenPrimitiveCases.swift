@@ -138,9 +138,9 @@ extension GoldenCases {
         files.append(("im2col", im2col))
         files.append(("col2im", col2im))
 
-        // Direct convolution and its data gradient: 3×3 s1 p1 with bias on 5×4 (panels across
+        // Direct convolution and its data and weight gradients: 3×3 s1 p1 with bias on 5×4 (panels across
         // images), 3×3 s2 p1 without. Seeds off the shared sequence, so every other file keeps its inputs.
-        var direct: [GoldenCase] = [], directData: [GoldenCase] = []
+        var direct: [GoldenCase] = [], directData: [GoldenCase] = [], directWeight: [GoldenCase] = []
         for (index, (N, C, H, W, O, k, st, p, withBias)) in [(2, 3, 5, 4, 5, 3, 1, 1, true), (1, 2, 5, 4, 3, 3, 2, 1, false)].enumerated() {
             let Ho = (H + 2 * p - k) / st + 1, Wo = (W + 2 * p - k) / st + 1
             let params: [String: Any] = ["N": N, "C": C, "H": H, "W": W, "O": O, "kernel": k, "stride": st, "padding": p, "bias": withBias]
@@ -163,9 +163,17 @@ extension GoldenCases {
             }[0]
             directData.append(GoldenCase(name: "c\(index)", parameters: params, inputs: [("dy", dy), ("weight", w)], outputs: [("dx", dx)],
                                          reductionLength: Tolerance.K("conv2dDirectBackwardData", .init(k: O * k * k))))
+            let dw = Tensor<Double>.withBuffers(reading: [x, dy], writing: [[O, C, k, k]]) { i, o in
+                if !b.conv2dDirectBackwardWeight(i[0]!, i[1]!, N: N, C: C, H: H, W: W, O: O, kernel: k, stride: st, padding: p, o[0]) {
+                    ConvComposition.backwardWeight(on: b, i[0]!, i[1]!, N: N, C: C, H: H, W: W, O: O, kernel: k, stride: st, padding: p, o[0])
+                }
+            }[0]
+            directWeight.append(GoldenCase(name: "c\(index)", parameters: params, inputs: [("x", x), ("dy", dy)], outputs: [("dweight", dw)],
+                                           reductionLength: Tolerance.K("conv2dDirectBackwardWeight", .init(k: N * Ho * Wo))))
         }
         files.append(("conv2dDirect", direct))
         files.append(("conv2dDirectBackwardData", directData))
+        files.append(("conv2dDirectBackwardWeight", directWeight))
 
         let (P, H, W) = (3, 4, 6)
         let px = randn([P, H, W], next()), pdy = randn([P, H / 2, W / 2], next())

@@ -295,11 +295,12 @@ public enum PrimitiveCases {
     /// (N, C, H, W, O, kernel, stride, padding, bias): the UNet's 3×3 and 1×1 convs, O not a
     /// multiple of the CPU kernel's 4 rows, outputs not a multiple of its 24 columns (panels
     /// across two images), k-slabs (C·k·k > 256), stride 2, taps wholly in the padding, a
-    /// product big enough to split over threads.
+    /// product big enough to split over threads; for the weight gradient, N·Ho·Wo > 256
+    /// (several slabs, slabs across images), K not a multiple of 24.
     static let directGeometries: [(Int, Int, Int, Int, Int, Int, Int, Int, Bool)] = [
         (1, 1, 1, 1, 1, 1, 1, 0, false), (2, 3, 5, 4, 5, 3, 1, 1, true), (3, 4, 3, 7, 6, 1, 1, 0, true),
         (2, 32, 6, 6, 9, 3, 1, 1, true), (2, 3, 5, 4, 4, 3, 2, 1, false), (1, 2, 2, 2, 3, 4, 2, 1, true),
-        (2, 16, 20, 20, 16, 3, 1, 1, true), (1, 2, 3, 3, 2, 3, 1, 2, true),
+        (2, 16, 20, 20, 16, 3, 1, 1, true), (1, 2, 3, 3, 2, 3, 1, 2, true), (3, 5, 21, 19, 7, 3, 2, 1, false),
     ]
 
     public static var directConv: [PrimitiveCase] {
@@ -331,6 +332,19 @@ public enum PrimitiveCases {
                         if !backend.conv2dDirectBackwardData(i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k, stride: s, padding: p, o[0]) {
                             ConvComposition.backwardData(on: backend, i[0]!, N: N, C: C, H: H, W: W, weight: i[1]!, O: O, kernel: k,
                                                          stride: s, padding: p, o[0])
+                        }
+                    }
+                    return out.map { widen($0.scalars, $0.shape) }
+                }
+                return type == Double.self ? go(Double.self) : go(Float.self)
+            }))
+            cases.append(PrimitiveCase(primitive: "conv2dDirectBackwardWeight", label: label, reductionLength: Tolerance.K("conv2dDirectBackwardWeight", .init(k: N * Ho * Wo)), run: both { backend, type in
+                func go<T: TensorScalar>(_: T.Type) -> [Tensor<Double>] {
+                    let inputs = [xd, dyd].map { Tensor<T>(shape: [$0.count], scalars: $0.map { T($0) }) }
+                    let out = Tensor<T>.withBuffers(reading: inputs, writing: [[O, C, k, k]]) { i, o in
+                        if !backend.conv2dDirectBackwardWeight(i[0]!, i[1]!, N: N, C: C, H: H, W: W, O: O, kernel: k, stride: s, padding: p, o[0]) {
+                            ConvComposition.backwardWeight(on: backend, i[0]!, i[1]!, N: N, C: C, H: H, W: W, O: O, kernel: k,
+                                                           stride: s, padding: p, o[0])
                         }
                     }
                     return out.map { widen($0.scalars, $0.shape) }

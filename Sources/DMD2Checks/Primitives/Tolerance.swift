@@ -52,8 +52,8 @@ public enum Tolerance {
     public static let table: [Entry] = [
         Entry(primitives: ["gemm"], outputs: nil, scale: .maxReference,
               words: "k (the inner dimension) + 1 (the α·Σ and β·C roundings)") { $0.k + 1 },
-        Entry(primitives: ["conv2dDirect", "conv2dDirectBackwardData"], outputs: nil, scale: .maxReference,
-              words: "k = the dot length (C·k·k; O·k·k for the data gradient) + 1 (the bias)") { $0.k + 1 },
+        Entry(primitives: ["conv2dDirect", "conv2dDirectBackwardData", "conv2dDirectBackwardWeight"], outputs: nil, scale: .maxReference,
+              words: "k = the dot length (C·k·k; O·k·k for the data gradient; N·Ho·Wo for the weight gradient) + 1 (the bias, or the first slab's + 0)") { $0.k + 1 },
         Entry(primitives: ["unary", "binary", "affine"], outputs: nil, scale: .maxReference, words: "1") { _ in 1 },
         Entry(primitives: ["sumAxis"], outputs: nil, scale: .maxReference, words: "the reduced extent") { $0.reduced },
         Entry(primitives: ["sum", "dot"], outputs: nil, scale: .sumOfTerms,

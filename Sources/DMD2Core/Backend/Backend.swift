@@ -134,6 +134,15 @@ public protocol ConvPrimitives {
         _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
         weight: UnsafeBufferPointer<T>, O: Int, kernel: Int, stride: Int, padding: Int,
         _ dX: UnsafeMutableBufferPointer<T>) -> Bool
+    /// dWeight [O, C, k, k] of that convolution for input x [N, C, H, W] and upstream dY
+    /// [N, O, Ho, Wo], in one pass (overwritten; zeros for N = 0), or `false` (dWeight
+    /// untouched) where this backend has no such kernel for T. It must equal the composition:
+    /// dW = 0, then per image n: gemm(dW [O, K] += dY_n [O, L] · im2col(x_n)ᵀ [L, K]) (up to GEMM
+    /// rounding over the N·L terms: Tolerance's row).
+    func conv2dDirectBackwardWeight<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        O: Int, kernel: Int, stride: Int, padding: Int,
+        _ dWeight: UnsafeMutableBufferPointer<T>) -> Bool
 }
 
 extension ConvPrimitives {
@@ -149,6 +158,13 @@ extension ConvPrimitives {
         _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
         weight: UnsafeBufferPointer<T>, O: Int, kernel: Int, stride: Int, padding: Int,
         _ dX: UnsafeMutableBufferPointer<T>
+    ) -> Bool { false }
+
+    /// No direct weight gradient: ops use im2col + gemm (the composition above).
+    public func conv2dDirectBackwardWeight<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        O: Int, kernel: Int, stride: Int, padding: Int,
+        _ dWeight: UnsafeMutableBufferPointer<T>
     ) -> Bool { false }
 }
 

@@ -76,6 +76,29 @@ extension CPUBackend {
     }
 }
 
+extension CPUBackend {
+    /// dWeight [O, C, k, k] = Σ_n dY_n [O, L] · im2col(x_n)ᵀ [L, K]: one GEMM dW [O, K] =
+    /// dY [O, N·L] · colᵀ [N·L, K] reducing over all N·L output positions, on the same micro-kernel
+    /// — A = dY (rows = output channels), B = colᵀ packed straight from x (no col matrix).
+    /// Any stride and padding; Float only.
+    public func conv2dDirectBackwardWeight<T: TensorScalar>(
+        _ x: UnsafeBufferPointer<T>, _ dY: UnsafeBufferPointer<T>, N: Int, C: Int, H: Int, W: Int,
+        O: Int, kernel k: Int, stride s: Int, padding p: Int,
+        _ dWeight: UnsafeMutableBufferPointer<T>
+    ) -> Bool {
+        guard T.self == Float.self else { return false }
+        let shape = DirectConv.Shape(N: N, C: C, H: H, W: W, O: O, k: k, s: s, p: p)
+        precondition(x.count == N * C * H * W, "conv2dDirectBackwardWeight: x holds \(x.count) values, [\(N), \(C), \(H), \(W)] needs \(N * C * H * W)")
+        precondition(dY.count == N * O * shape.L, "conv2dDirectBackwardWeight: dY holds \(dY.count) values, [\(N), \(O), \(shape.Ho), \(shape.Wo)] needs \(N * O * shape.L)")
+        precondition(dWeight.count == O * shape.K, "conv2dDirectBackwardWeight: dWeight holds \(dWeight.count) values, [\(O), \(C), \(k), \(k)] needs \(O * shape.K)")
+        let dw = UnsafeMutableRawPointer(dWeight.baseAddress!).assumingMemoryBound(to: Float.self)
+        guard N > 0 else { dw.update(repeating: 0, count: O * shape.K); return true }
+        DirectConv.backwardWeight(UnsafeRawPointer(x.baseAddress!).assumingMemoryBound(to: Float.self),
+                                  UnsafeRawPointer(dY.baseAddress!).assumingMemoryBound(to: Float.self), dw, shape)
+        return true
+    }
+}
+
 /// The direct convolution's GEMM (Float only): blocking constants, packing and micro-kernel.
 enum DirectConv {
     /// Micro-tile: `mr` rows of Y (output channels) × `nr` columns (output positions).
@@ -307,6 +330,172 @@ enum DirectConv {
                 }
             }
         }
+        }
+        }
+    }
+
+    // MARK: The weight gradient
+    //
+    // dW [O, K] = A · B with A = dY [O, R] and B = colᵀ [R, K], R = N·L (J = n·L + i·Wo + j):
+    //   A is packed once per call like the forward's W, slab after slab (mr rows × kc per panel);
+    //   B is packed one panel of `nr` weight columns q = (c, u, v) × kc positions at a time,
+    //     lane by lane: for a fixed q, consecutive positions J of one output row read
+    //     consecutive (stride-s) elements of one row of x;
+    //   the micro-kernel's tile lands in dW [O, K] (rows K apart), stored at the first slab and
+    //     added to at later ones.
+    // Determinism: each dW element is summed from p = 0 up within a slab, slab after slab, the
+    // slabs cut from R by size alone, whatever unit of work or thread computes it: bitwise the
+    // same for any thread count. (Not for any batch size: the batch is the reduction.)
+
+    /// One run of consecutive positions inside one output row: rows `row`..<row + count of a
+    /// slab's B panel, image n, output row i, first output column j.
+    struct RowRun { var row, count, n, i, j: Int }
+
+    static func backwardWeight(
+        _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>, _ g: Shape
+    ) {
+        let (O, K, L) = (g.O, g.K, g.L)
+        let R = g.N * L
+        let mPanels = (O + mr - 1) / mr, mPad = mPanels * mr
+        let kSlabs = (R + kcMax - 1) / kcMax
+        // A = dY [O, R]: slab (start pc, width kc) at pc·mPad, its panels kc × mr each.
+        let packedA = alignedFloats(mPad * R)
+        defer { packedA.deallocate() }
+        // Each slab's positions cut into runs within one output row.
+        var runs: [RowRun] = []
+        var slabStart: [Int] = [0]
+        for slab in 0..<kSlabs {
+            let ks = slabRange(slab, of: kSlabs, K: R)
+            var J = ks.lowerBound
+            while J < ks.upperBound {
+                let n = J / L, l = J % L, i = l / g.Wo, j = l % g.Wo
+                let count = Swift.min(g.Wo - j, ks.upperBound - J)
+                runs.append(RowRun(row: J - ks.lowerBound, count: count, n: n, i: i, j: j))
+                J += count
+            }
+            slabStart.append(runs.count)
+            for panel in 0..<mPanels {
+                let dst = packedA + ks.lowerBound * mPad + panel * ks.count * mr
+                for r in 0..<mr {
+                    let o = panel * mr + r
+                    guard o < O else {
+                        for t in 0..<ks.count { dst[t * mr + r] = 0 }
+                        continue
+                    }
+                    var J = ks.lowerBound
+                    while J < ks.upperBound {
+                        let n = J / L, l = J % L
+                        let count = Swift.min(L - l, ks.upperBound - J)
+                        let src = dy + (n * O + o) * L + l
+                        let d = dst + (J - ks.lowerBound) * mr + r
+                        for t in 0..<count { d[t * mr] = src[t] }
+                        J += count
+                    }
+                }
+            }
+        }
+        // The valid output columns of each kernel column v.
+        var columns: [(Int, Int)] = []
+        for v in 0..<g.k { columns.append(CPUBackend.validColumns(W: g.W, Wo: g.Wo, v: v, stride: g.s, padding: g.p)) }
+
+        // Units of work: chunks of B panels (at least four where there are that many panels),
+        // split by row panels too where there are fewer than four chunks. Any split gives the
+        // same sums; this one only balances the threads.
+        let nPanels = (K + nr - 1) / nr
+        let work = Double(O) * Double(K) * Double(R)
+        let chunks = Swift.min(nPanels, Swift.max(4, (nPanels + 7) / 8))
+        let rowSplits = chunks >= 4 ? 1 : Swift.min(mPanels, 2)
+        let box = UncheckedSendable((x, UnsafePointer(packedA), dw, runs, slabStart, columns))
+        let body: (Int) -> Void = { unit in
+            let (x, a, dw, runs, slabStart, columns) = box.value
+            let panels = chunkRange(unit / rowSplits, of: chunks, total: nPanels)
+            let rowPanels = chunkRange(unit % rowSplits, of: rowSplits, total: mPanels)
+            weightBlock(panels: panels, rowPanels: rowPanels, x, a, dw, g, mPad: mPad, kSlabs: kSlabs,
+                        runs: runs, slabStart: slabStart, columns: columns)
+        }
+        if work < Double(parallelWork) {
+            for unit in 0..<(chunks * rowSplits) { body(unit) }
+        } else {
+            parallelTasks(chunks * rowSplits, body)
+        }
+    }
+
+    /// dW's columns [panels.lowerBound·nr, panels.upperBound·nr) ∩ [0, K) for the rows of
+    /// `rowPanels`: slab after slab, each B panel packed (kc × nr, in L1) and multiplied by
+    /// the unit's row panels of A.
+    static func weightBlock(
+        panels: Range<Int>, rowPanels: Range<Int>, _ x: UnsafePointer<Float>, _ a: UnsafePointer<Float>,
+        _ dw: UnsafeMutablePointer<Float>, _ g: Shape, mPad: Int, kSlabs: Int,
+        runs: [RowRun], slabStart: [Int], columns: [(Int, Int)]
+    ) {
+        let (C, H, W, O, k, s, p, K) = (g.C, g.H, g.W, g.O, g.k, g.s, g.p, g.K)
+        let R = g.N * g.L
+        let kcWidest = (R + kSlabs - 1) / kSlabs
+        let packedB = alignedFloats(nr * kcWidest)
+        defer { packedB.deallocate() }
+        let tile = UnsafeMutablePointer<Float>.allocate(capacity: mr * nr)
+        defer { tile.deallocate() }
+        let zeros = UnsafeMutablePointer<Float>.allocate(capacity: mr)
+        defer { zeros.deallocate() }
+        zeros.initialize(repeating: 0, count: mr)
+        let plane = H * W
+        runs.withUnsafeBufferPointer { runs in
+        for slab in 0..<kSlabs {
+            let ks = slabRange(slab, of: kSlabs, K: R)
+            let kc = ks.count
+            let slabRuns = slabStart[slab]..<slabStart[slab + 1]
+            for panel in panels {
+                let q0 = panel * nr
+                let lanes = Swift.min(nr, K - q0)
+                // Pack B: lane t (q = q0 + t) of row r (position J = ks.lowerBound + r) at
+                // packedB + r·nr + t; lanes past K are 0 (their products are never stored).
+                for t in 0..<nr {
+                    let lane = packedB + t
+                    guard t < lanes else {
+                        for r in 0..<kc { lane[r * nr] = 0 }
+                        continue
+                    }
+                    let q = q0 + t
+                    let c = q / (k * k), u = (q / k) % k, v = q % k
+                    let (jLo, jHi) = columns[v]
+                    for index in slabRuns {
+                        let run = runs[index]
+                        let d = lane + (run.row - run.j) * nr     // d[j·nr]: output column j of this run
+                        let end = run.j + run.count
+                        let h = run.i * s + u - p
+                        guard h >= 0 && h < H else {
+                            for j in run.j..<end { d[j * nr] = 0 }
+                            continue
+                        }
+                        let lo = Swift.min(end, Swift.max(run.j, jLo)), hi = Swift.max(lo, Swift.min(end, jHi))
+                        for j in run.j..<lo { d[j * nr] = 0 }
+                        let src = x + (run.n * C + c) * plane + h * W + v - p
+                        if s == 1 {
+                            for j in lo..<hi { d[j * nr] = src[j] }
+                        } else {
+                            for j in lo..<hi { d[j * nr] = src[j * s] }
+                        }
+                        for j in hi..<end { d[j * nr] = 0 }
+                    }
+                }
+                let aSlab = a + ks.lowerBound * mPad
+                let b = UnsafePointer(packedB)
+                for rp in rowPanels {
+                    let ip = rp * mr
+                    let ap = aSlab + ip * kc
+                    let rows = Swift.min(mr, O - ip)
+                    if rows == mr && lanes == nr {
+                        // The first slab stores acc + 0, later ones add.
+                        kernel(kc, ap, b, dw + ip * K + q0, K, slab == 0 ? UnsafePointer(zeros) : nil)
+                    } else {
+                        kernel(kc, ap, b, tile, nr, UnsafePointer(zeros))
+                        for r in 0..<rows {
+                            let d = dw + (ip + r) * K + q0
+                            for t in 0..<lanes { d[t] = slab == 0 ? tile[r * nr + t] : d[t] + tile[r * nr + t] }
+                        }
+                    }
+                }
+            }
         }
         }
     }
