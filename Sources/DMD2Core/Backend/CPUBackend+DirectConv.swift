@@ -200,6 +200,29 @@ enum DirectConv {
         }
     }
 
+    /// A compute unit's buffers: one packed B panel of up to `kc` rows (64-byte aligned: a panel
+    /// row is 96 bytes, so its 32-byte stores and the kernel's loads never straddle a cache line;
+    /// malloc's 16-byte alignment split half of them), the mr × nr
+    /// tile of partial edges, and mr zeros.
+    struct KernelScratch {
+        let packedB: UnsafeMutablePointer<Float>
+        let tile: UnsafeMutablePointer<Float>
+        let zeros: UnsafeMutablePointer<Float>
+
+        init(kc: Int) {
+            packedB = alignedFloats(nr * kc)
+            tile = .allocate(capacity: mr * nr)
+            zeros = .allocate(capacity: mr)
+            zeros.initialize(repeating: 0, count: mr)
+        }
+
+        func deallocate() {
+            packedB.deallocate()
+            tile.deallocate()
+            zeros.deallocate()
+        }
+    }
+
     /// Uninitialised Floats on a 64-byte boundary (free with `deallocate()`).
     static func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
         UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * 4, alignment: 64)
@@ -262,15 +285,9 @@ enum DirectConv {
             panelStart.append(segments.count)
         }
         let kcWidest = (K + kSlabs - 1) / kSlabs
-        // 64-byte aligned: a panel row is 96 bytes, so its 32-byte stores and the kernel's loads
-        // never straddle a cache line (malloc's 16-byte alignment split half of them).
-        let packedB = alignedFloats(nr * kcWidest)
-        defer { packedB.deallocate() }
-        let tile = UnsafeMutablePointer<Float>.allocate(capacity: mr * nr)
-        defer { tile.deallocate() }
-        let zeros = UnsafeMutablePointer<Float>.allocate(capacity: mr)
-        defer { zeros.deallocate() }
-        zeros.initialize(repeating: 0, count: mr)
+        let scratch = KernelScratch(kc: kcWidest)
+        defer { scratch.deallocate() }
+        let (packedB, tile, zeros) = (scratch.packedB, scratch.tile, scratch.zeros)
         let plane = H * W
 
         segments.withUnsafeBufferPointer { segments in
@@ -431,13 +448,9 @@ enum DirectConv {
         let (C, H, W, O, k, s, p, K) = (g.C, g.H, g.W, g.O, g.k, g.s, g.p, g.K)
         let R = g.N * g.L
         let kcWidest = (R + kSlabs - 1) / kSlabs
-        let packedB = alignedFloats(nr * kcWidest)
-        defer { packedB.deallocate() }
-        let tile = UnsafeMutablePointer<Float>.allocate(capacity: mr * nr)
-        defer { tile.deallocate() }
-        let zeros = UnsafeMutablePointer<Float>.allocate(capacity: mr)
-        defer { zeros.deallocate() }
-        zeros.initialize(repeating: 0, count: mr)
+        let scratch = KernelScratch(kc: kcWidest)
+        defer { scratch.deallocate() }
+        let (packedB, tile, zeros) = (scratch.packedB, scratch.tile, scratch.zeros)
         let plane = H * W
         runs.withUnsafeBufferPointer { runs in
         for slab in 0..<kSlabs {
